@@ -1,0 +1,61 @@
+"""Raise one family of exceptions, split by what the caller should do next.
+
+    PublisherError                 root: catch this to catch everything of ours
+    ├── RetryableError             the world may fix itself; try the step again later
+    │   ├── AkinonUnavailable      connect error, timeout, 429 or 5xx after our own retries
+    │   ├── AkinonBadResponse      invalid JSON or a truncated body (names channel/endpoint/page)
+    │   ├── BrokerError            nack, lost connection, confirm timeout; nothing was committed
+    │   └── StateStoreError        Redis could not be read or written
+    └── FatalError                 a person must act; retrying cannot help
+        ├── ConfigError            a missing or malformed setting (names the variable)
+        ├── AuthError              wrong token or credentials, or the login cap was reached
+        └── AkinonProtocolError    a 4xx other than 401/429, a foreign-host `next`, a shape we
+                                   cannot read
+
+Library errors (httpx, redis, amqp) are translated where they enter, so nothing above the
+edges catches a third-party exception. Celery's `autoretry_for` names `RetryableError` only.
+A record that fails validation is not an exception here: it becomes a `record.rejected` event
+and the rest of its batch goes on.
+"""
+
+from __future__ import annotations
+
+
+class PublisherError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class RetryableError(PublisherError):
+    """Signal a failure that may pass if the same step runs again later."""
+
+
+class FatalError(PublisherError):
+    """Signal a failure that needs a person: configuration, credentials, protocol."""
+
+
+class AkinonUnavailable(RetryableError):
+    """Akinon could not be reached or kept refusing after every retry."""
+
+
+class AkinonBadResponse(RetryableError):
+    """Akinon answered with a body we could not decode."""
+
+
+class BrokerError(RetryableError):
+    """The broker did not confirm every event of a batch."""
+
+
+class StateStoreError(RetryableError):
+    """The state store (Redis) failed while reading or writing."""
+
+
+class ConfigError(FatalError):
+    """A setting is missing or malformed."""
+
+
+class AuthError(FatalError):
+    """Akinon refused our token or credentials."""
+
+
+class AkinonProtocolError(FatalError):
+    """Akinon answered in a way that retrying will not change."""
