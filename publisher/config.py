@@ -76,9 +76,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
 
     _split_channels = field_validator("akinon_channels", mode="before")(_split_ints)
-    _split_overrides = field_validator("poll_interval_overrides", mode="before")(
-        _split_overrides
-    )
+    _split_overrides = field_validator("poll_interval_overrides", mode="before")(_split_overrides)
 
     @field_validator("akinon_url")
     @classmethod
@@ -98,9 +96,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_credentials(self) -> Settings:
         if self.akinon_token is None and not (self.akinon_username and self.akinon_password):
-            raise ValueError(
-                "set AKINON_TOKEN, or AKINON_USERNAME and AKINON_PASSWORD"
-            )
+            raise ValueError("set AKINON_TOKEN, or AKINON_USERNAME and AKINON_PASSWORD")
         return self
 
     def interval_for(self, channel_id: int) -> float:

@@ -55,8 +55,8 @@ class Endpoint(StrEnum):
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-class StockRecord(BaseModel):
-    """One extra product stock of a channel's stock list."""
+class StockContent(BaseModel):
+    """The business content of an extra product stock: what a change event carries."""
 
     model_config = _MODEL_CONFIG
 
@@ -69,6 +69,11 @@ class StockRecord(BaseModel):
     stock_list: int
     modified_collection: int | None = None
     adjusted_stock: int | None = None
+
+
+class StockRecord(StockContent):
+    """One extra product stock of a channel's stock list, as Akinon serves it."""
+
     created_date: datetime | None = None
     modified_date: datetime
 
@@ -78,8 +83,8 @@ class StockRecord(BaseModel):
         return self.pk
 
 
-class PriceRecord(BaseModel):
-    """One extra product price of a channel's price list."""
+class PriceContent(BaseModel):
+    """The business content of an extra product price: what a change event carries."""
 
     model_config = _MODEL_CONFIG
 
@@ -95,6 +100,11 @@ class PriceRecord(BaseModel):
     modifier_collection: int | None = None
     adjusted_price: Decimal | None = None
     extra_field: dict[str, Any] = Field(default_factory=dict)
+
+
+class PriceRecord(PriceContent):
+    """One extra product price of a channel's price list, as Akinon serves it."""
+
     created_date: datetime | None = None
     modified_date: datetime
 
@@ -114,15 +124,8 @@ MODELS: Final[dict[Resource, type[StockRecord] | type[PriceRecord]]] = {
 # The business content of a record, in a fixed order: what a fingerprint covers and what an
 # event's `before`/`after` carry. Dates are left out so a touch that changes nothing is silent.
 CONTENT_FIELDS: Final[dict[Resource, tuple[str, ...]]] = {
-    Resource.STOCK: (
-        "pk", "product", "unit_type", "stock", "sold_quantity_unreported", "extra_field",
-        "stock_list", "modified_collection", "adjusted_stock",
-    ),
-    Resource.PRICE: (
-        "id", "product", "price_list", "retail_price", "tax_rate", "currency_type", "price",
-        "price_type", "discount_percentage", "modifier_collection", "adjusted_price",
-        "extra_field",
-    ),
+    Resource.STOCK: tuple(StockContent.model_fields),
+    Resource.PRICE: tuple(PriceContent.model_fields),
 }
 
 DECIMAL_FIELDS: Final[dict[Resource, frozenset[str]]] = {

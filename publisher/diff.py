@@ -1,0 +1,136 @@
+"""Compare one page of decoded records with their stored state (pure: no I/O).
+
+    raw page + stored state  ->  PageDiff(changes, rejections, unchanged)
+
+A record whose raw canonical form equals its stored form is unchanged and is not validated
+(the fast path). Any other record is validated into a typed model: a valid one whose model
+form still equals the stored form was only touched (say `modified_date` moved) and counts as
+unchanged; a valid one that differs is a `Change`; an invalid one is a `Rejection`, alone,
+and the rest of the page goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from publisher.fingerprint import raw_canonical, raw_digest, record_canonical
+from publisher.records import MODELS, Record, Resource
+
+Operation = Literal["created", "updated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the state store keeps per record: its last published version."""
+
+    sequence: int
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A record whose content differs from what was last published."""
+
+    key: int
+    operation: Operation
+    sequence: int
+    before: bytes | None
+    after: bytes
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that failed validation; `digest` identifies its raw content."""
+
+    key: int | None
+    reason: str
+    raw: Any
+    digest: str
+
+
+@dataclass(slots=True)
+class PageDiff:
+    """The outcome of comparing one page with the stored state."""
+
+    seen: int = 0
+    unchanged: int = 0
+    changes: list[Change] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def record_key(resource: Resource, raw: Any) -> int | None:
+    """Return a raw record's integer key, or None when it has none."""
+    if not isinstance(raw, dict):
+        return None
+    key = raw.get(resource.key_field)
+    if key is None and resource is Resource.PRICE:
+        key = raw.get("pk")
+    if type(key) is int:
+        return key
+    return None
+
+
+def page_keys(resource: Resource, raws: Iterable[Any]) -> list[int]:
+    """Return the distinct keys of a page, in order, skipping records without one."""
+    keys = (record_key(resource, raw) for raw in raws)
+    return list(dict.fromkeys(k for k in keys if k is not None))
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Summarise a validation error in one line: field, problem and the value seen."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "record"
+        seen = "" if item["type"] == "missing" else f" (got {item['input']!r:.60})"
+        parts.append(f"{where}: {item['msg']}{seen}")
+    return "; ".join(parts)
+
+
+def diff_page(resource: Resource, raws: Sequence[Any], stored: Mapping[int, Stored]) -> PageDiff:
+    """Split a page into changes, rejections and unchanged records."""
+    result = PageDiff(seen=len(raws))
+    current = dict(stored)  # a key repeated within the page compares with its newer self
+    for raw in raws:
+        key = record_key(resource, raw)
+        previous = current.get(key) if key is not None else None
+        if (
+            previous is not None
+            and isinstance(raw, dict)
+            and raw_canonical(resource, raw) == previous.content
+        ):
+            result.unchanged += 1
+            continue
+        outcome = _classify(resource, raw, key, previous)
+        if isinstance(outcome, Rejection):
+            result.rejections.append(outcome)
+        elif outcome is None:
+            result.unchanged += 1
+        else:
+            result.changes.append(outcome)
+            current[outcome.key] = Stored(outcome.sequence, outcome.after)
+    return result
+
+
+def _classify(
+    resource: Resource, raw: Any, key: int | None, previous: Stored | None
+) -> Change | Rejection | None:
+    try:
+        record = MODELS[resource].model_validate(raw)
+    except ValidationError as exc:
+        return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
+    content = record_canonical(record)
+    if previous is None:
+        return Change(record.key, "created", 1, None, content, record)
+    if content == previous.content:
+        return None
+    return Change(record.key, "updated", previous.sequence + 1, previous.content, content, record)
+
+
+def unreported(rejections: Iterable[Rejection], reported: Mapping[int, str]) -> list[Rejection]:
+    """Drop rejections whose exact raw content was already reported for that key."""
+    return [r for r in rejections if r.key is None or reported.get(r.key) != r.digest]

@@ -1,0 +1,271 @@
+"""Define the published events and build them from changes (pure: no I/O).
+
+Every event is a CloudEvents 1.0 structured JSON document. The pydantic models below are the
+contract: `schemas/` is generated from them and consumers parse with them. The builders
+write the same documents straight from plain values with orjson, because a model per event
+would cost more than the rest of the hot path; a test holds the two to the same shape.
+
+The `id` of a change event is derived from (channel, resource, record key, sequence,
+content digest): a re-publish after a crash carries the same id, and a record that goes
+A -> B -> A still gets a new id for its second A (the sequence differs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from publisher import keys
+from publisher.diff import Change, Operation, Rejection
+from publisher.fingerprint import decode_content, digest
+from publisher.records import CONTENT_FIELDS, PriceContent, Resource, StockContent
+
+SPEC_VERSION: Final = "1.0"
+DATA_CONTENT_TYPE: Final = "application/json"
+# The AMQP content type of a structured-mode CloudEvent.
+MESSAGE_CONTENT_TYPE: Final = "application/cloudevents+json"
+SCHEMA_MAJOR: Final = 1
+
+
+class EventType(StrEnum):
+    """Name every event type the service publishes."""
+
+    STOCK_CHANGED = "stock.changed"
+    PRICE_CHANGED = "price.changed"
+    RECORD_REJECTED = "record.rejected"
+
+    @property
+    def dataschema(self) -> str:
+        """Return the URI of this type's schema; it carries the major version."""
+        return f"urn:akinon-publisher:schema:{self.value}:v{SCHEMA_MAJOR}"
+
+
+CHANGED_TYPE: Final = {
+    Resource.STOCK: EventType.STOCK_CHANGED,
+    Resource.PRICE: EventType.PRICE_CHANGED,
+}
+
+# ---------------------------------------------------------------------------- the contract
+
+_CONTRACT = ConfigDict(frozen=True, extra="forbid")
+ContentT = TypeVar("ContentT", StockContent, PriceContent)
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+class ChangeData(BaseModel, Generic[ContentT]):
+    """The `data` of a change event."""
+
+    model_config = _CONTRACT
+
+    channel_id: int
+    key: int
+    operation: Operation
+    sequence: int
+    modified_date: datetime
+    fingerprint: str
+    before: ContentT | None
+    after: ContentT
+    changed_fields: list[str]
+
+
+class RejectionData(BaseModel):
+    """The `data` of a `record.rejected` event."""
+
+    model_config = _CONTRACT
+
+    channel_id: int
+    resource: Resource
+    key: int | None
+    reason: str
+    digest: str
+    raw: Any
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """The CloudEvents 1.0 envelope shared by every event."""
+
+    model_config = _CONTRACT
+
+    specversion: Literal["1.0"]
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    datacontenttype: Literal["application/json"]
+    dataschema: str
+    data: DataT
+
+
+class StockChanged(CloudEvent[ChangeData[StockContent]]):
+    """A stock record was created or its content changed."""
+
+    type: Literal["stock.changed"]
+
+
+class PriceChanged(CloudEvent[ChangeData[PriceContent]]):
+    """A price record was created or its content changed."""
+
+    type: Literal["price.changed"]
+
+
+class RecordRejected(CloudEvent[RejectionData]):
+    """A record failed validation and was not published as a change."""
+
+    type: Literal["record.rejected"]
+
+
+EVENT_MODELS: Final[dict[EventType, type[CloudEvent[Any]]]] = {
+    EventType.STOCK_CHANGED: StockChanged,
+    EventType.PRICE_CHANGED: PriceChanged,
+    EventType.RECORD_REJECTED: RecordRejected,
+}
+
+# ---------------------------------------------------------------------------- the builders
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """One encoded event with where it goes: what the publisher needs, nothing more."""
+
+    id: str
+    type: EventType
+    subject: str
+    source: str
+    time: datetime
+    exchange: str
+    routing_key: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What every event of one sync step shares."""
+
+    channel_id: int
+    resource: Resource
+    source: str
+    observed_at: datetime
+
+
+def source_uri(base_url: str, channel_id: int) -> str:
+    """Return the CloudEvents `source` of a channel: its Akinon URL, without credentials."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}/api/v1/channel/{channel_id}"
+
+
+def event_id(channel_id: int, resource: Resource, key: int, sequence: int, fp: str) -> str:
+    """Derive a change event's id; the same inputs always give the same id."""
+    name = f"{channel_id}|{resource.value}|{key}|{sequence}|{fp}".encode()
+    return str(uuid.UUID(bytes=bytes.fromhex(digest(name))))
+
+
+def changed_fields(
+    resource: Resource, before: dict[str, Any] | None, after: dict[str, Any]
+) -> list[str]:
+    """List the content fields whose values differ (all of them on first sight)."""
+    fields = CONTENT_FIELDS[resource]
+    if before is None:
+        return list(fields)
+    return [name for name in fields if before.get(name) != after.get(name)]
+
+
+def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
+    """Build the `stock.changed` / `price.changed` event of one change."""
+    resource = ctx.resource
+    before = decode_content(resource, change.before) if change.before is not None else None
+    after = decode_content(resource, change.after)
+    fp = digest(change.after)
+    ident = event_id(ctx.channel_id, resource, change.key, change.sequence, fp)
+    kind = CHANGED_TYPE[resource]
+    data = {
+        "channel_id": ctx.channel_id,
+        "key": change.key,
+        "operation": change.operation,
+        "sequence": change.sequence,
+        "modified_date": change.record.modified_date,
+        "fingerprint": fp,
+        "before": before,
+        "after": after,
+        "changed_fields": changed_fields(resource, before, after),
+    }
+    time = change.record.modified_date
+    return _envelope(
+        ctx,
+        kind,
+        ident=ident,
+        subject=str(change.key),
+        time=time,
+        data=data,
+        exchange=keys.exchange_for(resource),
+    )
+
+
+def rejection_event(ctx: EventContext, rejection: Rejection) -> OutgoingEvent:
+    """Build the `record.rejected` event of one record that failed validation."""
+    subject = str(rejection.key) if rejection.key is not None else "unknown"
+    name = f"{ctx.channel_id}|{ctx.resource.value}|rejected|{subject}|{rejection.digest}"
+    ident = str(uuid.UUID(bytes=bytes.fromhex(digest(name.encode()))))
+    data = {
+        "channel_id": ctx.channel_id,
+        "resource": ctx.resource.value,
+        "key": rejection.key,
+        "reason": rejection.reason,
+        "digest": rejection.digest,
+        "raw": rejection.raw,
+    }
+    return _envelope(
+        ctx,
+        EventType.RECORD_REJECTED,
+        ident=ident,
+        subject=subject,
+        time=ctx.observed_at,
+        data=data,
+        exchange=keys.REJECTED_EXCHANGE,
+    )
+
+
+def _envelope(
+    ctx: EventContext,
+    kind: EventType,
+    *,
+    ident: str,
+    subject: str,
+    time: datetime,
+    data: dict[str, Any],
+    exchange: str,
+) -> OutgoingEvent:
+    document = {
+        "specversion": SPEC_VERSION,
+        "id": ident,
+        "source": ctx.source,
+        "type": kind.value,
+        "subject": subject,
+        "time": time,
+        "datacontenttype": DATA_CONTENT_TYPE,
+        "dataschema": kind.dataschema,
+        "data": data,
+    }
+    routing_key = (
+        keys.rejected_routing_key(ctx.resource, ctx.channel_id)
+        if kind is EventType.RECORD_REJECTED
+        else keys.changed_routing_key(ctx.resource, ctx.channel_id)
+    )
+    body = orjson.dumps(document, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+    return OutgoingEvent(ident, kind, subject, ctx.source, time, exchange, routing_key, body)
+
+
+def parse_event(body: bytes) -> CloudEvent[Any]:
+    """Parse a published body into its typed event model (for consumers and tests)."""
+    document = orjson.loads(body)
+    model = EVENT_MODELS[EventType(document["type"])]
+    return model.model_validate(document)

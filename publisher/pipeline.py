@@ -1,0 +1,180 @@
+"""Run one sync step for one (channel, resource): poll -> diff -> publish -> commit.
+
+No Celery and no environment here: the edges (an Akinon source, a state store, an event
+publisher) are passed in, so the same step runs in a worker, in `akinon-publisher poll`, in
+the in-process demo and in tests.
+
+Each page is its own batch: its events are published and confirmed before its state is
+committed. If anything fails, the step raises and what was not committed is published
+again, with the same event ids, by the next step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from publisher.diff import PageDiff, diff_page, page_keys, record_key, unreported
+from publisher.events import EventContext, change_event, rejection_event, source_uri
+from publisher.publish import EventPublisher
+from publisher.records import Endpoint, Resource
+from publisher.state import StateStore
+
+
+class ChangeSource(Protocol):
+    """Where records come from: the Akinon client, or anything shaped like it."""
+
+    def iter_pages(
+        self,
+        channel_id: int,
+        resource: Resource,
+        endpoint: Endpoint,
+        params: Mapping[str, str] | None = None,
+        *,
+        prefetch: bool = True,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the decoded records of each page."""
+        ...
+
+    def acknowledge(
+        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
+    ) -> None:
+        """Acknowledge (key, version_date as read) pairs through a batch request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """What one sync step works on."""
+
+    channel_id: int
+    resource: Resource
+    base_url: str
+    endpoint: Endpoint = Endpoint.INSERTS_OR_UPDATES
+    acknowledge: bool = False
+    # Acknowledging drains a work queue from its first page; this bounds one step's rounds.
+    max_rounds: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """What one sync step did: the task result Flower shows and the line `poll` prints."""
+
+    channel_id: int
+    resource: str
+    pages: int = 0
+    seen: int = 0
+    changed: int = 0
+    published: int = 0
+    rejected: int = 0
+    acknowledged: int = 0
+    duration_seconds: float = 0.0
+
+    def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
+        """Return this summary with one more page counted."""
+        return replace(
+            self,
+            pages=self.pages + 1,
+            seen=self.seen + diff.seen,
+            changed=self.changed + len(diff.changes),
+            published=self.published + published,
+            rejected=self.rejected + len(diff.rejections),
+            acknowledged=self.acknowledged + acknowledged,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the summary as plain JSON-ready values."""
+        return asdict(self)
+
+    def line(self) -> str:
+        """Return the one-line human summary."""
+        return (
+            f"channel={self.channel_id} resource={self.resource} pages={self.pages} "
+            f"seen={self.seen} changed={self.changed} published={self.published} "
+            f"rejected={self.rejected} acknowledged={self.acknowledged} "
+            f"duration={self.duration_seconds:.3f}s"
+        )
+
+
+ProgressCallback = Callable[[StepSummary], None]
+
+
+def sync_step(
+    spec: StepSpec,
+    source: ChangeSource,
+    state: StateStore,
+    publisher: EventPublisher,
+    on_page: ProgressCallback | None = None,
+) -> StepSummary:
+    """Run one sync step; raise a `PublisherError` if any part of it failed."""
+    started = time.monotonic()
+    ctx = EventContext(
+        spec.channel_id,
+        spec.resource,
+        source_uri(spec.base_url, spec.channel_id),
+        datetime.now(UTC),
+    )
+    summary = StepSummary(spec.channel_id, spec.resource.value)
+    for raws in _pages(spec, source):
+        diff, published = process_page(ctx, raws, state, publisher)
+        acknowledged = _acknowledge(spec, source, raws, diff) if spec.acknowledge else 0
+        summary = summary.add(diff, published, acknowledged)
+        if on_page is not None:
+            on_page(summary)
+        if spec.acknowledge and acknowledged == 0:
+            break  # nothing left that we can take off the work queue this step
+    return replace(summary, duration_seconds=time.monotonic() - started)
+
+
+def process_page(
+    ctx: EventContext, raws: list[dict[str, Any]], state: StateStore, publisher: EventPublisher
+) -> tuple[PageDiff, int]:
+    """Diff, publish and commit one page; return the diff and how many events went out."""
+    channel_id, resource = ctx.channel_id, ctx.resource
+    stored = state.load(channel_id, resource, page_keys(resource, raws))
+    diff = diff_page(resource, raws, stored)
+    rejected_keys = [r.key for r in diff.rejections if r.key is not None]
+    rejections = unreported(
+        diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)
+    )
+    events = [change_event(ctx, change) for change in diff.changes]
+    events += [rejection_event(ctx, rejection) for rejection in rejections]
+    publisher.publish(events)
+    state.commit(channel_id, resource, diff.changes, rejections)
+    return diff, len(events)
+
+
+def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[list[dict[str, Any]]]:
+    if not spec.acknowledge:
+        yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint)
+        return
+    # Acknowledged records leave the queue, so page 2 would skip records: take page 1 again.
+    for _ in range(spec.max_rounds):
+        pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, prefetch=False)
+        try:
+            first = next(pages, None)
+        finally:
+            close = getattr(pages, "close", None)  # stop a prefetching generator early
+            if close is not None:
+                close()
+        if not first:
+            return
+        yield first
+
+
+def _acknowledge(
+    spec: StepSpec, source: ChangeSource, raws: list[dict[str, Any]], diff: PageDiff
+) -> int:
+    rejected = {r.key for r in diff.rejections}
+    objects = [
+        (key, raw["modified_date"])
+        for raw in raws
+        if (key := record_key(spec.resource, raw)) is not None
+        and key not in rejected
+        and isinstance(raw.get("modified_date"), str)
+    ]
+    source.acknowledge(spec.channel_id, spec.resource, objects)
+    return len(objects)

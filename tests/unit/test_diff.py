@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Any
+
+from publisher.diff import Rejection, Stored, diff_page, page_keys, unreported
+from publisher.fingerprint import record_canonical
+from publisher.records import Resource, StockRecord
+from tests.factories import price, stock
+
+
+def _stored(raw: dict[str, Any], sequence: int = 1) -> Stored:
+    return Stored(sequence, record_canonical(StockRecord.model_validate(raw)))
+
+
+def test_first_sight_creates_every_record_at_sequence_one() -> None:
+    diff = diff_page(Resource.STOCK, [stock(1), stock(2)], {})
+    assert [(c.key, c.operation, c.sequence, c.before) for c in diff.changes] == [
+        (1, "created", 1, None),
+        (2, "created", 1, None),
+    ]
+    assert diff.seen == 2
+    assert diff.unchanged == 0
+
+
+def test_unchanged_and_touched_records_are_not_changes() -> None:
+    stored = {1: _stored(stock(1)), 2: _stored(stock(2))}
+    touched = stock(2, modified_date="2031-01-01T00:00:00Z")
+    diff = diff_page(Resource.STOCK, [stock(1), touched], stored)
+    assert diff.changes == []
+    assert diff.unchanged == 2
+
+
+def test_a_different_spelling_of_the_same_value_is_not_a_change() -> None:
+    stored = {1: _stored(stock(1, stock=10))}
+    diff = diff_page(Resource.STOCK, [stock(1, stock="10")], stored)
+    assert diff.changes == []
+    assert diff.unchanged == 1
+
+
+def test_a_real_change_carries_before_and_the_next_sequence() -> None:
+    stored = {1: _stored(stock(1, stock=10), sequence=4)}
+    diff = diff_page(Resource.STOCK, [stock(1, stock=3)], stored)
+    (change,) = diff.changes
+    assert change.operation == "updated"
+    assert change.sequence == 5
+    assert change.before == stored[1].content
+    assert b",3," in change.after
+
+
+def test_an_invalid_record_is_rejected_alone() -> None:
+    page = [stock(1), stock(2, stock="many"), stock(3), "not a record", {"stock": 1}]
+    diff = diff_page(Resource.STOCK, page, {})
+    assert [c.key for c in diff.changes] == [1, 3]
+    assert [r.key for r in diff.rejections] == [2, None, None]
+    assert "stock" in diff.rejections[0].reason
+    assert "'many'" in diff.rejections[0].reason
+
+
+def test_a_key_repeated_within_a_page_compares_with_its_newer_self() -> None:
+    diff = diff_page(Resource.STOCK, [stock(1, stock=1), stock(1, stock=2), stock(1, stock=2)], {})
+    assert [(c.sequence, c.operation) for c in diff.changes] == [(1, "created"), (2, "updated")]
+    assert diff.unchanged == 1
+
+
+def test_price_records_diff_on_decimal_text() -> None:
+    first = diff_page(Resource.PRICE, [price(1)], {})
+    stored = {1: Stored(1, first.changes[0].after)}
+    assert diff_page(Resource.PRICE, [price(1, price="119.90")], stored).changes == []
+    changed = diff_page(Resource.PRICE, [price(1, price="119.91")], stored)
+    assert [c.key for c in changed.changes] == [1]
+
+
+def test_page_keys_are_distinct_and_skip_keyless_records() -> None:
+    assert page_keys(Resource.STOCK, [stock(3), stock(1), stock(3), {"x": 1}, []]) == [3, 1]
+    assert page_keys(Resource.STOCK, [stock(True)]) == []  # a bool is not a key
+
+
+def test_a_rejection_is_reported_once_per_distinct_content() -> None:
+    old = Rejection(1, "bad", {"pk": 1}, "d1")
+    new = Rejection(2, "bad", {"pk": 2}, "d2")
+    keyless = Rejection(None, "bad", "x", "d3")
+    assert unreported([old, new, keyless], {1: "d1", 2: "older"}) == [new, keyless]

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from publisher.fingerprint import decode_content, raw_canonical, record_canonical
+from publisher.records import PriceRecord, Resource, StockRecord
+from tests.factories import price, stock
+
+
+@pytest.mark.parametrize(
+    ("resource", "raw"),
+    [
+        (Resource.STOCK, stock(1)),
+        (Resource.STOCK, stock(2, extra_field={"b": [1, 2], "a": {"z": 1, "y": None}})),
+        (Resource.PRICE, price(1)),
+        (Resource.PRICE, price(2, retail_price=None, discount_percentage=None)),
+        (Resource.PRICE, price(3, price=120, tax_rate=18, adjusted_price=99.5)),
+    ],
+)
+def test_fast_path_matches_the_stored_form_of_a_valid_record(
+    resource: Resource, raw: dict[str, object]
+) -> None:
+    model = StockRecord if resource is Resource.STOCK else PriceRecord
+    assert raw_canonical(resource, raw) == record_canonical(model.model_validate(raw))
+
+
+def test_dates_are_not_content() -> None:
+    touched = stock(1, modified_date="2030-01-01T00:00:00Z", created_date=None)
+    assert raw_canonical(Resource.STOCK, stock(1)) == raw_canonical(Resource.STOCK, touched)
+
+
+def test_nested_key_order_does_not_matter_but_values_do() -> None:
+    one = stock(1, extra_field={"a": 1, "b": 2})
+    same = stock(1, extra_field={"b": 2, "a": 1})
+    other = stock(1, extra_field={"a": 1, "b": 3})
+    assert raw_canonical(Resource.STOCK, one) == raw_canonical(Resource.STOCK, same)
+    assert raw_canonical(Resource.STOCK, one) != raw_canonical(Resource.STOCK, other)
+
+
+def test_money_keeps_its_exact_decimal_text() -> None:
+    record = PriceRecord.model_validate(price(1, price="645670668.11"))
+    assert record.price == Decimal("645670668.11")
+    content = decode_content(Resource.PRICE, record_canonical(record))
+    assert content["price"] == "645670668.11"
+    assert content["retail_price"] == "129.90"
+
+
+def test_price_key_may_arrive_as_pk() -> None:
+    raw = price(9)
+    raw["pk"] = raw.pop("id")
+    assert raw_canonical(Resource.PRICE, raw) == raw_canonical(Resource.PRICE, price(9))
+    assert PriceRecord.model_validate(raw).key == 9
