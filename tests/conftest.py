@@ -6,10 +6,14 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from publisher.sandbox import SandboxServer
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -62,3 +66,34 @@ def amqp_url() -> str:
 def channel_id() -> int:
     """Return a channel id no other test of this run uses."""
     return next(_channel_ids)
+
+
+SANDBOX_TOKEN = "test-token"
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+    """Start sandboxes on ephemeral ports; stop them all after the test."""
+    from publisher.sandbox import Catalog, SandboxServer
+
+    started: list[SandboxServer] = []
+
+    def start(channels: list[int], size: int = 30, **options: Any) -> SandboxServer:
+        catalog = Catalog.seeded(channels=channels, size=size, seed=1)
+        server = SandboxServer(
+            catalog, host="127.0.0.1", port=0, token=SANDBOX_TOKEN,
+            username="sandbox", password="sandbox-password", **options,
+        )
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: Callable[..., SandboxServer], channel_id: int) -> SandboxServer:
+    """A sandbox serving 30 stocks and 30 prices for this test's channel."""
+    return sandbox_factory([channel_id])

@@ -1,0 +1,73 @@
+"""A loopback TCP proxy a test can cut, to take a real server away mid-conversation."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class TcpProxy:
+    """Forward 127.0.0.1:<port> to a real server until `cut()` drops every connection."""
+
+    def __init__(self, target_port: int, *, cut_after_bytes: int | None = None) -> None:
+        self._target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._cut_after = cut_after_bytes
+        self._forwarded = 0
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, server)
+        selector.register(server, selectors.EVENT_READ, client)
+        try:
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.2):
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    if key.fileobj is client and self._over_budget(len(data)):
+                        self.cut()
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            selector.close()
+
+    def _over_budget(self, size: int) -> bool:
+        if self._cut_after is None:
+            return False
+        self._forwarded += size
+        return self._forwarded > self._cut_after
+
+    def cut(self) -> None:
+        """Drop every connection and stop accepting new ones."""
+        self._stop.set()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in [*sockets, self._listener]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
