@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     )
     confirm_timeout_seconds: float = Field(30.0, gt=0, description="Wait for broker confirms.")
 
+    celery_queue: str = Field("akinon-publisher", description="Celery's task queue name.")
     poll_interval_seconds: float = Field(30.0, gt=0, description="Beat interval per step.")
     poll_interval_overrides: Annotated[dict[int, int], NoDecode] = Field(
         default_factory=dict, description="Per-channel intervals, e.g. '5:10,7:120'."

@@ -72,6 +72,7 @@ class StepSummary:
     rejected: int = 0
     acknowledged: int = 0
     duration_seconds: float = 0.0
+    skipped_because: str | None = None
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -91,6 +92,11 @@ class StepSummary:
 
     def line(self) -> str:
         """Return the one-line human summary."""
+        if self.skipped_because is not None:
+            return (
+                f"channel={self.channel_id} resource={self.resource} "
+                f"skipped: {self.skipped_because}"
+            )
         return (
             f"channel={self.channel_id} resource={self.resource} pages={self.pages} "
             f"seen={self.seen} changed={self.changed} published={self.published} "

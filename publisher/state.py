@@ -107,6 +107,11 @@ class RedisStateStore:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         return cls(client)
 
+    @property
+    def client(self) -> redis.Redis:
+        """Return the Redis client (the step locks share it)."""
+        return self._redis
+
     def close(self) -> None:
         """Release the connection pool."""
         self._redis.close()
@@ -184,7 +189,7 @@ class RedisStateStore:
         """Merge step bookkeeping into the meta hash."""
         if fields:
             with _translated("write"):
-                mapping: dict[FieldT, EncodableT] = {**fields}
+                mapping: dict[FieldT, EncodableT] = {k: v for k, v in fields.items()}
                 self._redis.hset(keys.meta(channel_id, resource), mapping=mapping)
 
     def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:

@@ -81,8 +81,13 @@ def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
     def start(channels: list[int], size: int = 30, **options: Any) -> SandboxServer:
         catalog = Catalog.seeded(channels=channels, size=size, seed=1)
         server = SandboxServer(
-            catalog, host="127.0.0.1", port=0, token=SANDBOX_TOKEN,
-            username="sandbox", password="sandbox-password", **options,
+            catalog,
+            host="127.0.0.1",
+            port=0,
+            token=SANDBOX_TOKEN,
+            username="sandbox",
+            password="sandbox-password",
+            **options,
         )
         server.start()
         started.append(server)

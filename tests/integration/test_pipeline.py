@@ -30,14 +30,19 @@ def make_edges(redis_url: str, amqp_url: str) -> Iterator[EdgesFactory]:
     built: list[Edges] = []
 
     def make(
-        server: SandboxServer, *, page_size: int = 10, token: str = SANDBOX_TOKEN,
+        server: SandboxServer,
+        *,
+        page_size: int = 10,
+        token: str = SANDBOX_TOKEN,
         amqp: str | None = None,
     ) -> Edges:
-        client = AkinonClient(server.url, token=token, page_size=page_size, backoff_cap=0.2,
-                              max_retries=3)
+        client = AkinonClient(
+            server.url, token=token, page_size=page_size, backoff_cap=0.2, max_retries=3
+        )
         state = RedisStateStore.from_url(redis_url)
-        edges = Edges(client, state, KombuPublisher(amqp or amqp_url, confirm_timeout=5),
-                      redis=state.client)
+        edges = Edges(
+            client, state, KombuPublisher(amqp or amqp_url, confirm_timeout=5), redis=state.client
+        )
         built.append(edges)
         return edges
 
@@ -46,8 +51,9 @@ def make_edges(redis_url: str, amqp_url: str) -> Iterator[EdgesFactory]:
         edges.close()
 
 
-def step(edges: Edges, server: SandboxServer, channel_id: int, resource: Resource,
-         **options: Any) -> StepSummary:
+def step(
+    edges: Edges, server: SandboxServer, channel_id: int, resource: Resource, **options: Any
+) -> StepSummary:
     return run_step(StepSpec(channel_id, resource, server.url, **options), edges)
 
 
@@ -143,13 +149,15 @@ def test_a_stock_pattern_queue_gets_stock_events_and_unbound_ones_are_kept(
 
 
 def test_lost_broker_fails_the_step_commits_nothing_and_the_next_step_delivers_all(
-    sandbox: SandboxServer, make_edges: EdgesFactory, amqp_url: str, channel_id: int,
+    sandbox: SandboxServer,
+    make_edges: EdgesFactory,
+    amqp_url: str,
+    channel_id: int,
     redis_url: str,
 ) -> None:
     keys = [r["pk"] for r in sandbox.catalog.records(channel_id, Resource.STOCK)]
     proxy = TcpProxy(5672, cut_after_bytes=6000)  # dies part-way through the batch
-    flaky = make_edges(sandbox, page_size=30,
-                       amqp=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+    flaky = make_edges(sandbox, page_size=30, amqp=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
     state = RedisStateStore.from_url(redis_url)
     with Collector(amqp_url, f"stock.changed.{channel_id}") as events:
         with pytest.raises(BrokerError):
@@ -162,7 +170,7 @@ def test_lost_broker_fails_the_step_commits_nothing_and_the_next_step_delivers_a
         delivered = events.collect(len(partial_ids) + 30)
     state.close()
     proxy.cut()
-    final_ids = {e["id"] for e in delivered[len(partial_ids):]}
+    final_ids = {e["id"] for e in delivered[len(partial_ids) :]}
     assert len(final_ids) == 30
     assert partial_ids <= final_ids  # a re-published event carries the same id
     assert {e["data"]["key"] for e in delivered} == set(keys)
@@ -182,7 +190,9 @@ def test_an_unreachable_broker_fails_the_step_with_state_unchanged(
 
 @pytest.mark.parametrize("shape", ["array", "paginated"])
 def test_both_list_shapes_page_through_every_record(
-    sandbox_factory: Callable[..., SandboxServer], make_edges: EdgesFactory, channel_id: int,
+    sandbox_factory: Callable[..., SandboxServer],
+    make_edges: EdgesFactory,
+    channel_id: int,
     shape: str,
 ) -> None:
     server = sandbox_factory([channel_id], size=95)
@@ -196,8 +206,9 @@ def test_both_list_shapes_page_through_every_record(
 def test_429_and_503_are_retried_and_the_step_completes(
     sandbox: SandboxServer, make_edges: EdgesFactory, channel_id: int
 ) -> None:
-    httpx.put(f"{sandbox.url}/_control/faults",
-              json={"rate_limit_next": 1, "retry_after": 1}).raise_for_status()
+    httpx.put(
+        f"{sandbox.url}/_control/faults", json={"rate_limit_next": 1, "retry_after": 1}
+    ).raise_for_status()
     edges = make_edges(sandbox)
     assert step(edges, sandbox, channel_id, Resource.STOCK).published == 30
     httpx.put(f"{sandbox.url}/_control/faults", json={"fail_next": 2}).raise_for_status()

@@ -1,0 +1,292 @@
+"""The `akinon-publisher` command line (also `python -m publisher`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from publisher.config import Settings, load_settings
+from publisher.demo import run_demo
+from publisher.errors import ConfigError, PublisherError
+from publisher.lock import holder
+from publisher.logs import configure_logging
+from publisher.pipeline import StepSummary
+from publisher.records import Resource
+from publisher.sandbox import Catalog, SandboxServer
+from publisher.service import build_edges, run_step, step_spec
+from publisher.state import RedisStateStore
+from publisher.tail import event_line
+from publisher.tail import tail as follow
+
+RESOURCES = click.Choice([r.value for r in Resource] + ["all"])
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _emit(as_json: bool, payload: Any, text: str) -> None:
+    click.echo(orjson.dumps(payload).decode() if as_json else text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="akinon-publisher")
+def main() -> None:
+    """Turn Akinon stock and price changes into typed events on RabbitMQ."""
+
+
+# ----------------------------------------------------------------------------------- poll
+
+
+def _targets(settings: Settings, channels: tuple[int, ...], resource: str) -> Iterator[Any]:
+    chosen = channels or tuple(settings.akinon_channels)
+    resources = list(Resource) if resource == "all" else [Resource(resource)]
+    for channel_id in chosen:
+        for item in resources:
+            yield channel_id, item
+
+
+class _Progress:
+    """Show a live count on a terminal while a long step runs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def __call__(self, summary: StepSummary) -> None:
+        if not self.enabled or summary.pages < 2:
+            return
+        rate = summary.seen / max(time.monotonic() - self.started, 1e-6)
+        click.echo(
+            f"\r  ch={summary.channel_id} {summary.resource}: {summary.seen:,} records, "
+            f"{summary.published:,} events ({rate:,.0f} records/s)",
+            err=True,
+            nl=False,
+        )
+
+    def done(self) -> None:
+        if self.enabled:
+            click.echo("\r\033[K", err=True, nl=False)
+
+
+@main.command()
+@click.option("--channel", "channels", type=int, multiple=True, help="Channel id (repeatable).")
+@click.option("--resource", type=RESOURCES, default="all", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON summary per line.")
+def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
+    """Run one sync step now for every configured channel and resource."""
+    settings = _settings()
+    configure_logging(settings)
+    edges = build_edges(settings)
+    failed = 0
+    try:
+        for channel_id, item in _targets(settings, channels, resource):
+            progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+            try:
+                summary = run_step(step_spec(settings, channel_id, item), edges, progress)
+            except PublisherError as exc:
+                progress.done()
+                failed += 1
+                message = f"channel={channel_id} resource={item.value} failed: {exc}"
+                _emit(
+                    as_json,
+                    {
+                        "channel_id": channel_id,
+                        "resource": item.value,
+                        "error": type(exc).__name__,
+                        "message": str(exc),
+                    },
+                    message,
+                )
+                continue
+            progress.done()
+            _emit(as_json, summary.as_dict(), summary.line())
+    finally:
+        edges.close()
+    if failed:
+        raise SystemExit(1)
+
+
+# --------------------------------------------------------------------------------- status
+
+
+def _status_rows(settings: Settings) -> list[dict[str, Any]]:
+    store = RedisStateStore.from_url(settings.redis_url)
+    rows = []
+    try:
+        for channel_id in settings.akinon_channels:
+            for item in Resource:
+                meta = store.read_meta(channel_id, item)
+                rows.append(
+                    _status_row(channel_id, item, meta, holder(store.client, channel_id, item))
+                )
+    finally:
+        store.close()
+    return rows
+
+
+def _status_row(
+    channel_id: int, resource: Resource, meta: dict[str, str], lock_holder: str | None
+) -> dict[str, Any]:
+    last = meta.get("last_success_at")
+    lag = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() if last else None
+    summary = orjson.loads(meta["last_summary"]) if "last_summary" in meta else {}
+    return {
+        "channel_id": channel_id,
+        "resource": resource.value,
+        "tracked": int(meta.get("tracked", 0)),
+        "last_success_at": last,
+        "lag_seconds": round(lag, 1) if lag is not None else None,
+        "last_step": summary,
+        "last_error": meta.get("last_error"),
+        "last_error_at": meta.get("last_error_at"),
+        "lock_holder": lock_holder,
+    }
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    step = row["last_step"]
+    lag = f"{row['lag_seconds']}s ago" if row["lag_seconds"] is not None else "never"
+    text = (
+        f"channel={row['channel_id']} resource={row['resource']} tracked={row['tracked']} "
+        f"last_success={lag}"
+    )
+    if step:
+        text += f" seen={step.get('seen')} published={step.get('published')}"
+        text += f" rejected={step.get('rejected')}"
+    if row["last_error"] and (
+        not row["last_success_at"] or row["last_error_at"] > row["last_success_at"]
+    ):
+        text += f" last_error={row['last_error']!r}"
+    if row["lock_holder"]:
+        text += f" running_on={row['lock_holder']}"
+    return text
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool) -> None:
+    """Show each channel's last step, lag, counts, last error and lock holder (Redis only)."""
+    settings = _settings()
+    try:
+        rows = _status_rows(settings)
+    except PublisherError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for row in rows:
+        click.echo(_status_text(row))
+
+
+# ----------------------------------------------------------------------------------- tail
+
+
+@main.command()
+@click.option("--pattern", default="#", show_default=True, help="Routing-key pattern.")
+@click.option("--json", "as_json", is_flag=True, help="Print each event's full JSON.")
+@click.option(
+    "--amqp-url",
+    envvar="AMQP_URL",
+    default="amqp://guest:guest@127.0.0.1:5672//",
+    show_default=False,
+    help="Broker URL (default: $AMQP_URL or local RabbitMQ).",
+)
+def tail(pattern: str, as_json: bool, amqp_url: str) -> None:
+    """Print events as they arrive on a temporary queue bound with a pattern."""
+
+    def show(body: bytes) -> None:
+        click.echo(body.decode() if as_json else event_line(body))
+
+    try:
+        follow(amqp_url, pattern, show)
+    except KeyboardInterrupt:
+        return
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the broker: {exc}") from None
+
+
+# -------------------------------------------------------------------------------- sandbox
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8800, show_default=True, type=int)
+@click.option("--channels", default="1,2", show_default=True, help="Comma-separated ids.")
+@click.option("--size", default=1000, show_default=True, help="Records per channel/resource.")
+@click.option("--churn", default=0.0, show_default=True, help="Random changes per second.")
+@click.option("--token", default="sandbox-token", show_default=True)
+@click.option("--latency-ms", default=0, show_default=True, help="Delay per API request.")
+@click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 503.")
+@click.option("--seed", default=42, show_default=True)
+def sandbox(
+    host: str,
+    port: int,
+    channels: str,
+    size: int,
+    churn: float,
+    token: str,
+    latency_ms: int,
+    error_rate: float,
+    seed: int,
+) -> None:
+    """Run the local Akinon stand-in (HTTP API, batch requests, control API, faults)."""
+    ids = [int(c) for c in channels.split(",") if c.strip()]
+    catalog = Catalog.seeded(channels=ids, size=size, seed=seed)
+    server = SandboxServer(catalog, host=host, port=port, token=token)
+    server.faults.latency_ms = latency_ms
+    server.faults.error_rate = error_rate
+
+    def announce(url: str) -> None:
+        click.echo(f"sandbox listening on {url} token={token} channels={ids} size={size}", err=True)
+
+    if churn:
+        server.run_churn(churn)
+    try:
+        server.serve_forever(ready=announce)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+# ----------------------------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--channels", default="1,2", show_default=True, help="Comma-separated ids.")
+@click.option("--size", default=20, show_default=True, help="Records per channel/resource.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@click.option("--churn", default=2.0, show_default=True, help="Sandbox changes per second.")
+@click.option("--duration", default=0.0, help="Stop after this many seconds (0: run on).")
+@click.option("--json", "as_json", is_flag=True, help="Print each event's full JSON.")
+def demo(
+    channels: str, size: int, interval: float, churn: float, duration: float, as_json: bool
+) -> None:
+    """Run everything in one process, no Redis or RabbitMQ: sandbox, pipeline, tail."""
+    configure_logging(None)
+    logging.getLogger().setLevel(logging.WARNING)  # the demo prints its own step lines
+    stop = threading.Event()
+    ids = [int(c) for c in channels.split(",") if c.strip()]
+    try:
+        run_demo(
+            ids,
+            size=size,
+            interval=interval,
+            churn=churn,
+            duration=duration,
+            as_json=as_json,
+            out=click.echo,
+            stop=stop,
+        )
+    except KeyboardInterrupt:
+        stop.set()

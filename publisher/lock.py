@@ -1,0 +1,110 @@
+"""Make sure one sync step per (channel, resource) runs at a time, across machines.
+
+A Redis key holds the owner's token (host, pid and a random part) with a TTL; a thread
+extends the TTL while the step runs, and release deletes the key only if we still own it,
+so a step that outlived its TTL can never delete a lock someone else took since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import redis
+
+from publisher import keys
+from publisher.errors import StateStoreError
+from publisher.records import Resource
+
+DEFAULT_TTL: Final = 60.0
+
+# Delete / extend only when the value is still our token (atomic compare-and-act).
+_RELEASE: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_EXTEND: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+def owner_token() -> str:
+    """Return a token naming this process, unique per acquisition."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class StepLock:
+    """A renewed Redis lock for one (channel, resource)."""
+
+    def __init__(
+        self, client: redis.Redis, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
+    ) -> None:
+        self._redis = client
+        self.key = keys.lock(channel_id, resource)
+        self._ttl_ms = int(ttl * 1000)
+        self.token = owner_token()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.lost = False
+
+    def acquire(self) -> bool:
+        """Take the lock if free; start renewing it. Return False if someone holds it."""
+        try:
+            taken = bool(self._redis.set(self.key, self.token, nx=True, px=self._ttl_ms))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"redis lock failed: {exc}") from exc
+        if taken:
+            self._renewer = threading.Thread(target=self._renew, daemon=True, name=self.key)
+            self._renewer.start()
+        return taken
+
+    def _renew(self) -> None:
+        interval = self._ttl_ms / 3000
+        while not self._stop.wait(interval):
+            try:
+                extended = self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms)
+            except redis.RedisError:
+                continue  # try again next round; the TTL still covers two more rounds
+            if not extended:
+                self.lost = True
+                return
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock if it is still ours."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        # If Redis is unreachable now, the TTL frees the lock soon; nothing else to do.
+        with contextlib.suppress(redis.RedisError):
+            self._redis.eval(_RELEASE, 1, self.key, self.token)
+
+
+def holder(client: redis.Redis, channel_id: int, resource: Resource) -> str | None:
+    """Return who holds the lock of a (channel, resource), if anyone."""
+    value = client.get(keys.lock(channel_id, resource))
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def single_flight(
+    client: redis.Redis, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
+) -> Iterator[bool]:
+    """Yield True while holding the lock, or False at once if another step holds it."""
+    lock = StepLock(client, channel_id, resource, ttl)
+    taken = lock.acquire()
+    try:
+        yield taken
+    finally:
+        if taken:
+            lock.release()

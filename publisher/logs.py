@@ -1,0 +1,105 @@
+"""Configure logging: key=value or JSON lines, with every known secret scrubbed.
+
+Secrets (the Akinon token and password, passwords inside Redis/AMQP URLs) are registered
+once from the settings; a filter on the root handler replaces them in every message and
+argument before anything is written, whichever library logged it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Final, TextIO
+from urllib.parse import urlsplit
+
+import orjson
+
+from publisher.config import Settings
+
+MASK: Final = "***"
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Return every secret value the settings hold, longest first."""
+    found = []
+    if settings.akinon_token is not None:
+        found.append(settings.akinon_token.get_secret_value())
+    if settings.akinon_password is not None:
+        found.append(settings.akinon_password.get_secret_value())
+    for url in (settings.redis_url, settings.amqp_url, settings.akinon_url):
+        password = urlsplit(url).password
+        if password:
+            found.append(password)
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+class RedactingFilter(logging.Filter):
+    """Replace secrets in a record's final message, so no formatter can leak them."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the message, scrub it, and keep the record."""
+        message = record.getMessage()
+        for secret in self._secrets:
+            message = message.replace(secret, MASK)
+        record.msg, record.args = message, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            for secret in self._secrets:
+                text = text.replace(secret, MASK)
+            record.exc_text, record.exc_info = text, None
+        return True
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Write ``time=... level=... logger=... msg="..."`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format one record as key=value pairs."""
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line = (
+            f"time={when} level={record.levelname.lower()} logger={record.name} "
+            f"msg={orjson.dumps(record.getMessage()).decode()}"
+        )
+        if record.exc_text:
+            line += f" exc={orjson.dumps(record.exc_text).decode()}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """Write one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format one record as a JSON object."""
+        document = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_text:
+            document["exc"] = record.exc_text
+        return orjson.dumps(document).decode()
+
+
+def configure_logging(
+    settings: Settings | None, *, stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every log record through one redacting handler in the configured format."""
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream or sys.stderr)
+    json_lines = settings is not None and settings.log_format == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
+    handler.addFilter(RedactingFilter(secrets_of(settings) if settings else []))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_akinon_publisher", False)]:
+        root.removeHandler(old)
+    handler._akinon_publisher = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper() if settings else "INFO")
+    # httpx logs each request URL at INFO; keep that at WARNING to keep step lines readable.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return handler

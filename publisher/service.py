@@ -1,0 +1,121 @@
+"""Build the real edges from `Settings` and run sync steps with locking and bookkeeping.
+
+This is where configuration meets the pipeline: the command line and the Celery tasks call
+`run_step`; the pipeline itself never sees settings or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import redis
+
+from publisher.akinon import AkinonClient
+from publisher.config import Settings
+from publisher.errors import PublisherError
+from publisher.lock import holder, single_flight
+from publisher.pipeline import (
+    ChangeSource,
+    ProgressCallback,
+    StepSpec,
+    StepSummary,
+    sync_step,
+)
+from publisher.publish import EventPublisher, KombuPublisher
+from publisher.records import Resource
+from publisher.state import RedisStateStore, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Edges:
+    """The outside systems one process talks to; `redis` also carries the step locks."""
+
+    source: ChangeSource
+    state: StateStore
+    publisher: EventPublisher
+    redis: redis.Redis | None = None
+
+    def close(self) -> None:
+        """Close every edge that holds a connection."""
+        for edge in (self.source, self.publisher, self.state):
+            close = getattr(edge, "close", None)
+            if close is not None:
+                close()
+
+
+def build_edges(settings: Settings) -> Edges:
+    """Connect (lazily) to Akinon, Redis and the broker named in the settings."""
+    state = RedisStateStore.from_url(settings.redis_url)
+    return Edges(
+        source=AkinonClient.from_settings(settings),
+        state=state,
+        publisher=KombuPublisher(
+            settings.amqp_url, confirm_timeout=settings.confirm_timeout_seconds
+        ),
+        redis=state.client,
+    )
+
+
+def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSpec:
+    """Describe one sync step as the settings configure it."""
+    return StepSpec(
+        channel_id=channel_id,
+        resource=resource,
+        base_url=settings.akinon_url,
+        endpoint=settings.akinon_endpoint,
+        acknowledge=settings.akinon_acknowledge,
+    )
+
+
+def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:
+    """Run one sync step unless another one holds its lock; record the outcome."""
+    if edges.redis is None:  # one process, in-memory state: nothing to coordinate with
+        return _run(spec, edges, on_page)
+    with single_flight(edges.redis, spec.channel_id, spec.resource) as taken:
+        if taken:
+            return _run(spec, edges, on_page)
+    owner = holder(edges.redis, spec.channel_id, spec.resource) or "another step"
+    summary = StepSummary(
+        spec.channel_id, spec.resource.value, skipped_because=f"lock held by {owner}"
+    )
+    log.info("step skipped %s", summary.line())
+    return summary
+
+
+def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
+    try:
+        summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
+    except PublisherError as exc:
+        log.error(
+            "step failed channel=%s resource=%s error=%s: %s",
+            spec.channel_id,
+            spec.resource.value,
+            type(exc).__name__,
+            exc,
+        )
+        _record(
+            edges.state,
+            spec,
+            {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()},
+        )
+        raise
+    log.info("step done %s", summary.line())
+    outcome = {"last_success_at": _now(), "last_summary": orjson.dumps(summary.as_dict()).decode()}
+    _record(edges.state, spec, outcome)
+    return summary
+
+
+def _record(state: StateStore, spec: StepSpec, fields: dict[str, str]) -> None:
+    try:
+        state.write_meta(spec.channel_id, spec.resource, fields)
+    except PublisherError as exc:  # bookkeeping must not hide the step's own outcome
+        log.warning("could not record step outcome: %s", exc)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
