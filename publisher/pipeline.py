@@ -11,6 +11,7 @@ again, with the same event ids, by the next step.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +23,8 @@ from publisher.events import EventContext, change_event, rejection_event, source
 from publisher.publish import EventPublisher
 from publisher.records import Endpoint, Resource
 from publisher.state import StateStore
+
+log = logging.getLogger(__name__)
 
 
 class ChangeSource(Protocol):
@@ -146,6 +149,14 @@ def process_page(
     rejections = unreported(
         diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)
     )
+    for rejection in rejections:
+        log.warning(
+            "record rejected channel=%s resource=%s key=%s reason=%s",
+            channel_id,
+            resource.value,
+            rejection.key,
+            rejection.reason,
+        )
     events = [change_event(ctx, change) for change in diff.changes]
     events += [rejection_event(ctx, rejection) for rejection in rejections]
     publisher.publish(events)

@@ -239,7 +239,11 @@ def test_a_next_link_to_another_host_is_refused(
 
 
 def test_a_malformed_record_is_rejected_alone_and_reported_once(
-    sandbox: SandboxServer, make_edges: EdgesFactory, amqp_url: str, channel_id: int
+    sandbox: SandboxServer,
+    make_edges: EdgesFactory,
+    amqp_url: str,
+    channel_id: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     bad = sandbox.catalog.records(channel_id, Resource.STOCK)[4]["pk"]
     sandbox.catalog.mark_malformed(channel_id, Resource.STOCK, bad, "stock", "lots")
@@ -252,6 +256,7 @@ def test_a_malformed_record_is_rejected_alone_and_reported_once(
         assert rejected["subject"] == str(bad)
         assert "stock" in rejected["data"]["reason"]
         assert sum(e["type"] == "stock.changed" for e in received) == 29
+        assert f"record rejected channel={channel_id} resource=stock key={bad}" in caplog.text
 
         events.clear()
         again = step(edges, sandbox, channel_id, Resource.STOCK)
