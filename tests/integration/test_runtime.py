@@ -280,3 +280,83 @@ def test_poll_and_status_report_each_step(
     assert [(r["resource"], r["tracked"]) for r in rows] == [("stock", 30), ("price", 30)]
     assert all(r["lag_seconds"] is not None and r["lag_seconds"] < 60 for r in rows)
     assert all(r["last_step"]["published"] == 30 for r in rows)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_flower_shows_each_step_with_channel_resource_and_summary(
+    sandbox: SandboxServer,
+    processes: Processes,
+    channel_id: int,
+    redis_url: str,
+    amqp_url: str,
+) -> None:
+    port = _free_port()
+    env = service_env(sandbox, channel_id, redis_url, amqp_url, FLOWER_UNAUTHENTICATED_API="true")
+    processes.start("worker", worker("w1"), env)
+    processes.start("beat", celery("beat", f"--schedule={processes.tmp_path / 'beat'}"), env)
+    processes.start("flower", celery("flower", f"--port={port}", "--address=127.0.0.1"), env)
+    deadline = time.monotonic() + 30
+    tasks: dict[str, dict[str, str]] = {}
+    while time.monotonic() < deadline:
+        try:
+            tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            tasks = {}
+        done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
+        if {t["args"] for t in done} >= {f"[{channel_id}, 'stock']", f"[{channel_id}, 'price']"}:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"Flower never showed both steps: {tasks}\n{processes.logs()}")
+    first = next(t for t in done if t["args"] == f"[{channel_id}, 'stock']")
+    assert first["name"] == "akinon.sync"
+    assert "'published': " in first["result"]
+    assert "'seen': 30" in first["result"]
+
+
+def test_a_fatal_error_fails_the_task_once_and_a_retryable_one_retries(
+    sandbox: SandboxServer,
+    processes: Processes,
+    channel_id: int,
+    redis_url: str,
+    amqp_url: str,
+) -> None:
+    from celery import Celery
+
+    from publisher.celery import SYNC_TASK
+
+    env = service_env(
+        sandbox,
+        channel_id,
+        redis_url,
+        amqp_url,
+        AKINON_TOKEN="not-the-token",
+        AKINON_MAX_RETRIES="0",
+    )
+    processes.start("worker", worker("w1"), env)
+    processes.wait_for(" ready.")
+    client = Celery("test-client", broker=amqp_url)
+    client.send_task(SYNC_TASK, args=(channel_id, "stock"), queue=env["CELERY_QUEUE"])
+    time.sleep(3)
+    logs = processes.logs()
+    assert logs.count("AuthError") >= 1
+    assert "Retry in" not in logs  # bad credentials never loop
+
+    httpx.put(f"{sandbox.url}/_control/faults", json={"fail_next": 1}).raise_for_status()
+    env2 = dict(env, AKINON_TOKEN=SANDBOX_TOKEN, CELERY_QUEUE=env["CELERY_QUEUE"] + "-2")
+    processes.start("worker-2", worker("w2"), env2)
+    processes.wait_for(" ready.")
+    client.send_task(SYNC_TASK, args=(channel_id, "stock"), queue=env2["CELERY_QUEUE"])
+    deadline = time.monotonic() + 30
+    while "Retry in" not in processes.logs() or "published=30" not in processes.logs():
+        assert time.monotonic() < deadline, processes.logs()
+        time.sleep(0.3)
+    client.close()
