@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from publisher.fingerprint import raw_canonical, raw_digest, record_canonical
+from publisher.fingerprint import raw_canonical, raw_digest, record_content
 from publisher.records import MODELS, Record, Resource
 
 Operation = Literal["created", "updated"]
@@ -33,7 +33,11 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A record whose content differs from what was last published."""
+    """A record whose content differs from what was last published.
+
+    `before` and `after` are canonical bytes (what the store keeps); `content` is `after`
+    as a field -> value mapping, ready for the event.
+    """
 
     key: int
     operation: Operation
@@ -41,6 +45,7 @@ class Change:
     before: bytes | None
     after: bytes
     record: Record
+    content: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +128,14 @@ def _classify(
         record = MODELS[resource].model_validate(raw)
     except ValidationError as exc:
         return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
-    content = record_canonical(record)
+    after, content = record_content(record)
     if previous is None:
-        return Change(record.key, "created", 1, None, content, record)
-    if content == previous.content:
+        return Change(record.key, "created", 1, None, after, record, content)
+    if after == previous.content:
         return None
-    return Change(record.key, "updated", previous.sequence + 1, previous.content, content, record)
+    return Change(
+        record.key, "updated", previous.sequence + 1, previous.content, after, record, content
+    )
 
 
 def unreported(rejections: Iterable[Rejection], reported: Mapping[int, str]) -> list[Rejection]:

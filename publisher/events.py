@@ -12,8 +12,7 @@ A -> B -> A still gets a new id for its second A (the sequence differs).
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, Generic, Literal, TypeVar
@@ -32,6 +31,7 @@ DATA_CONTENT_TYPE: Final = "application/json"
 # The AMQP content type of a structured-mode CloudEvent.
 MESSAGE_CONTENT_TYPE: Final = "application/cloudevents+json"
 SCHEMA_MAJOR: Final = 1
+_BODY_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 class EventType(StrEnum):
@@ -147,12 +147,30 @@ class OutgoingEvent:
 
 @dataclass(frozen=True, slots=True)
 class EventContext:
-    """What every event of one sync step shares."""
+    """What every event of one sync step shares, worked out once per step."""
 
     channel_id: int
     resource: Resource
     source: str
     observed_at: datetime
+    kind: EventType = field(init=False)
+    type_name: str = field(init=False)
+    dataschema: str = field(init=False)
+    exchange: str = field(init=False)
+    routing_key: str = field(init=False)
+    id_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Frozen for the callers; these derived values are set once, here.
+        for name, value in (
+            ("kind", CHANGED_TYPE[self.resource]),
+            ("type_name", CHANGED_TYPE[self.resource].value),
+            ("dataschema", CHANGED_TYPE[self.resource].dataschema),
+            ("exchange", keys.exchange_for(self.resource)),
+            ("routing_key", keys.changed_routing_key(self.resource, self.channel_id)),
+            ("id_prefix", f"{self.channel_id}|{self.resource.value}|"),
+        ):
+            object.__setattr__(self, name, value)
 
 
 def source_uri(base_url: str, channel_id: int) -> str:
@@ -165,8 +183,13 @@ def source_uri(base_url: str, channel_id: int) -> str:
 
 def event_id(channel_id: int, resource: Resource, key: int, sequence: int, fp: str) -> str:
     """Derive a change event's id; the same inputs always give the same id."""
-    name = f"{channel_id}|{resource.value}|{key}|{sequence}|{fp}".encode()
-    return str(uuid.UUID(bytes=bytes.fromhex(digest(name))))
+    return _uuid_text(f"{channel_id}|{resource.value}|{key}|{sequence}|{fp}")
+
+
+def _uuid_text(name: str) -> str:
+    # The text of uuid.UUID(bytes=digest), written directly: this runs once per event.
+    h = digest(name.encode())
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def changed_fields(
@@ -183,30 +206,34 @@ def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
     """Build the `stock.changed` / `price.changed` event of one change."""
     resource = ctx.resource
     before = decode_content(resource, change.before) if change.before is not None else None
-    after = decode_content(resource, change.after)
+    after = change.content or decode_content(resource, change.after)
     fp = digest(change.after)
-    ident = event_id(ctx.channel_id, resource, change.key, change.sequence, fp)
-    kind = CHANGED_TYPE[resource]
-    data = {
-        "channel_id": ctx.channel_id,
-        "key": change.key,
-        "operation": change.operation,
-        "sequence": change.sequence,
-        "modified_date": change.record.modified_date,
-        "fingerprint": fp,
-        "before": before,
-        "after": after,
-        "changed_fields": changed_fields(resource, before, after),
-    }
+    ident = _uuid_text(f"{ctx.id_prefix}{change.key}|{change.sequence}|{fp}")
     time = change.record.modified_date
-    return _envelope(
-        ctx,
-        kind,
-        ident=ident,
-        subject=str(change.key),
-        time=time,
-        data=data,
-        exchange=keys.exchange_for(resource),
+    document = {
+        "specversion": SPEC_VERSION,
+        "id": ident,
+        "source": ctx.source,
+        "type": ctx.type_name,
+        "subject": str(change.key),
+        "time": time,
+        "datacontenttype": DATA_CONTENT_TYPE,
+        "dataschema": ctx.dataschema,
+        "data": {
+            "channel_id": ctx.channel_id,
+            "key": change.key,
+            "operation": change.operation,
+            "sequence": change.sequence,
+            "modified_date": time,
+            "fingerprint": fp,
+            "before": before,
+            "after": after,
+            "changed_fields": changed_fields(resource, before, after),
+        },
+    }
+    body = orjson.dumps(document, option=_BODY_OPTIONS)
+    return OutgoingEvent(
+        ident, ctx.kind, str(change.key), ctx.source, time, ctx.exchange, ctx.routing_key, body
     )
 
 
@@ -214,7 +241,7 @@ def rejection_event(ctx: EventContext, rejection: Rejection) -> OutgoingEvent:
     """Build the `record.rejected` event of one record that failed validation."""
     subject = str(rejection.key) if rejection.key is not None else "unknown"
     name = f"{ctx.channel_id}|{ctx.resource.value}|rejected|{subject}|{rejection.digest}"
-    ident = str(uuid.UUID(bytes=bytes.fromhex(digest(name.encode()))))
+    ident = _uuid_text(name)
     data = {
         "channel_id": ctx.channel_id,
         "resource": ctx.resource.value,
@@ -260,7 +287,7 @@ def _envelope(
         if kind is EventType.RECORD_REJECTED
         else keys.changed_routing_key(ctx.resource, ctx.channel_id)
     )
-    body = orjson.dumps(document, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+    body = orjson.dumps(document, option=_BODY_OPTIONS)
     return OutgoingEvent(ident, kind, subject, ctx.source, time, exchange, routing_key, body)
 
 

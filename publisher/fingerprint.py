@@ -49,15 +49,21 @@ def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
         return None
 
 
-def record_canonical(record: Record) -> bytes:
-    """Return the canonical bytes of a validated record: the form that is stored."""
+def record_content(record: Record) -> tuple[bytes, dict[str, Any]]:
+    """Return a validated record's canonical bytes (the stored form) and its content."""
     resource = Resource.STOCK if isinstance(record, StockRecord) else Resource.PRICE
     decimals = DECIMAL_FIELDS[resource]
-    values = [
-        _decimal_text(getattr(record, name)) if name in decimals else getattr(record, name)
+    attributes = record.__dict__
+    content = {
+        name: _decimal_text(attributes[name]) if name in decimals else attributes[name]
         for name in CONTENT_FIELDS[resource]
-    ]
-    return orjson.dumps(values, option=_DUMP_OPTIONS)
+    }
+    return orjson.dumps(list(content.values()), option=_DUMP_OPTIONS), content
+
+
+def record_canonical(record: Record) -> bytes:
+    """Return the canonical bytes of a validated record: the form that is stored."""
+    return record_content(record)[0]
 
 
 def decode_content(resource: Resource, canonical: bytes) -> dict[str, Any]:

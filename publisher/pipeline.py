@@ -18,8 +18,22 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from publisher.diff import PageDiff, diff_page, page_keys, record_key, unreported
-from publisher.events import EventContext, change_event, rejection_event, source_uri
+from publisher.diff import (
+    PageDiff,
+    Rejection,
+    Stored,
+    diff_page,
+    page_keys,
+    record_key,
+    unreported,
+)
+from publisher.events import (
+    EventContext,
+    OutgoingEvent,
+    change_event,
+    rejection_event,
+    source_uri,
+)
 from publisher.publish import EventPublisher
 from publisher.records import Endpoint, Resource
 from publisher.state import StateStore
@@ -111,6 +125,20 @@ class StepSummary:
 ProgressCallback = Callable[[StepSummary], None]
 
 
+@dataclass(slots=True)
+class PreparedPage:
+    """One page, diffed and encoded: what is published, then committed."""
+
+    raws: list[dict[str, Any]]
+    diff: PageDiff
+    rejections: list[Rejection]
+    events: list[OutgoingEvent]
+
+    def pending_state(self) -> dict[int, Stored]:
+        """Return the state this page commits once its events are confirmed."""
+        return {c.key: Stored(c.sequence, c.after) for c in self.diff.changes}
+
+
 def sync_step(
     spec: StepSpec,
     source: ChangeSource,
@@ -118,7 +146,14 @@ def sync_step(
     publisher: EventPublisher,
     on_page: ProgressCallback | None = None,
 ) -> StepSummary:
-    """Run one sync step; raise a `PublisherError` if any part of it failed."""
+    """Run one sync step; raise a `PublisherError` if any part of it failed.
+
+    Pages are pipelined: page N+1 is fetched and diffed while the broker confirms page N,
+    but page N is committed before page N+1 is published, so the commit order is the page
+    order and a failure leaves nothing committed past the last confirmed page. (When
+    acknowledging, each page is finished before the next is fetched: the work queue only
+    moves on once a page is acknowledged.)
+    """
     started = time.monotonic()
     ctx = EventContext(
         spec.channel_id,
@@ -127,23 +162,36 @@ def sync_step(
         datetime.now(UTC),
     )
     summary = StepSummary(spec.channel_id, spec.resource.value)
+    in_flight: tuple[PreparedPage, int] | None = None
     for raws in _pages(spec, source):
-        diff, published = process_page(ctx, raws, state, publisher)
-        acknowledged = _acknowledge(spec, source, raws, diff) if spec.acknowledge else 0
-        summary = summary.add(diff, published, acknowledged)
-        if on_page is not None:
-            on_page(summary)
-        if spec.acknowledge and acknowledged == 0:
-            break  # nothing left that we can take off the work queue this step
+        page = prepare_page(ctx, raws, state, in_flight[0] if in_flight else None)
+        if in_flight is not None:
+            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+        in_flight = (page, publisher.send(page.events))
+        if spec.acknowledge:
+            before = summary.acknowledged
+            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+            in_flight = None
+            if summary.acknowledged == before:
+                break  # nothing left that we can take off the work queue this step
+    if in_flight is not None:
+        summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
     return replace(summary, duration_seconds=time.monotonic() - started)
 
 
-def process_page(
-    ctx: EventContext, raws: list[dict[str, Any]], state: StateStore, publisher: EventPublisher
-) -> tuple[PageDiff, int]:
-    """Diff, publish and commit one page; return the diff and how many events went out."""
+def prepare_page(
+    ctx: EventContext,
+    raws: list[dict[str, Any]],
+    state: StateStore,
+    in_flight: PreparedPage | None = None,
+) -> PreparedPage:
+    """Load the page's stored state, diff it and encode its events (nothing is written)."""
     channel_id, resource = ctx.channel_id, ctx.resource
-    stored = state.load(channel_id, resource, page_keys(resource, raws))
+    keys = page_keys(resource, raws)
+    stored = state.load(channel_id, resource, keys)
+    if in_flight is not None:  # the page before is not committed yet: see its new state
+        pending = in_flight.pending_state()
+        stored.update({k: pending[k] for k in keys if k in pending})
     diff = diff_page(resource, raws, stored)
     rejected_keys = [r.key for r in diff.rejections if r.key is not None]
     rejections = unreported(
@@ -159,9 +207,27 @@ def process_page(
         )
     events = [change_event(ctx, change) for change in diff.changes]
     events += [rejection_event(ctx, rejection) for rejection in rejections]
-    publisher.publish(events)
-    state.commit(channel_id, resource, diff.changes, rejections)
-    return diff, len(events)
+    return PreparedPage(raws, diff, rejections, events)
+
+
+def _finish(
+    spec: StepSpec,
+    source: ChangeSource,
+    state: StateStore,
+    publisher: EventPublisher,
+    in_flight: tuple[PreparedPage, int],
+    summary: StepSummary,
+    on_page: ProgressCallback | None,
+) -> StepSummary:
+    """Wait for a page's confirms, then commit it (and acknowledge it, if asked to)."""
+    page, ticket = in_flight
+    publisher.confirm(ticket)
+    state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
+    acknowledged = _acknowledge(spec, source, page.raws, page.diff) if spec.acknowledge else 0
+    summary = summary.add(page.diff, len(page.events), acknowledged)
+    if on_page is not None:
+        on_page(summary)
+    return summary
 
 
 def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[list[dict[str, Any]]]:

@@ -113,12 +113,12 @@ def test_confirm_tracker_settles_single_multiple_and_out_of_order_acks() -> None
     tracker = ConfirmTracker()
     tracker.published = 5
     tracker.on_ack(2, multiple=False)
-    assert not tracker.settled()
+    assert not tracker.settled(5)
     tracker.on_ack(1, multiple=False)
     tracker.on_nack(4, multiple=False)
-    assert not tracker.settled()
+    assert not tracker.settled(5)
     tracker.on_ack(3, multiple=True)
-    assert not tracker.settled()
+    assert not tracker.settled(5)
     tracker.on_ack(5, multiple=False)
-    assert tracker.settled()
+    assert tracker.settled(5)
     assert tracker.nacked == 1
