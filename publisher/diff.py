@@ -2,9 +2,9 @@
 
     raw page + stored state  ->  PageDiff(changes, rejections, unchanged)
 
-A record whose raw canonical form equals its stored form is unchanged and is not validated
+A record whose raw canonical form equals its stored one is unchanged and is not validated
 (the fast path). Any other record is validated into a typed model: a valid one whose model
-form still equals the stored form was only touched (say `modified_date` moved) and counts as
+form still equals the stored one was only touched (say `modified_date` moved) and counts as
 unchanged; a valid one that differs is a `Change`; an invalid one is a `Rejection`, alone,
 and the rest of the page goes on.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
-from publisher.fingerprint import raw_canonical, raw_digest, record_content
+from publisher.fingerprint import raw_canonical, raw_digest, record_canonical
 from publisher.records import MODELS, Record, Resource
 
 Operation = Literal["created", "updated"]
@@ -28,15 +28,15 @@ class Stored:
     """What the state store keeps per record: its last published version."""
 
     sequence: int
-    content: bytes
+    canonical: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     """A record whose content differs from what was last published.
 
-    `before` and `after` are canonical bytes (what the store keeps); `content` is `after`
-    as a field -> value mapping, ready for the event.
+    `before` and `after` are canonical forms (see `publisher.fingerprint`); `content` is the
+    new content as a field -> value mapping, key included, ready for the event.
     """
 
     key: int
@@ -68,22 +68,22 @@ class PageDiff:
     rejections: list[Rejection] = field(default_factory=list)
 
 
+_KEY_FIELD: Final = {Resource.STOCK: "pk", Resource.PRICE: "id"}
+
+
 def record_key(resource: Resource, raw: Any) -> int | None:
     """Return a raw record's integer key, or None when it has none."""
-    if not isinstance(raw, dict):
+    if type(raw) is not dict:
         return None
-    key = raw.get(resource.key_field)
-    if key is None and resource is Resource.PRICE:
-        key = raw.get("pk")
-    if type(key) is int:
-        return key
-    return None
+    key = raw.get(_KEY_FIELD[resource])
+    if key is None:
+        key = raw.get("pk")  # prices are also seen keyed by `pk`
+    return key if type(key) is int else None
 
 
-def page_keys(resource: Resource, raws: Iterable[Any]) -> list[int]:
-    """Return the distinct keys of a page, in order, skipping records without one."""
-    keys = (record_key(resource, raw) for raw in raws)
-    return list(dict.fromkeys(k for k in keys if k is not None))
+def page_keys(resource: Resource, raws: Iterable[Any]) -> list[int | None]:
+    """Return each record's key (None where it has none), in page order."""
+    return [record_key(resource, raw) for raw in raws]
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -96,17 +96,26 @@ def describe_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def diff_page(resource: Resource, raws: Sequence[Any], stored: Mapping[int, Stored]) -> PageDiff:
-    """Split a page into changes, rejections and unchanged records."""
+def diff_page(
+    resource: Resource,
+    raws: Sequence[Any],
+    stored: Mapping[int, Stored],
+    keys: Sequence[int | None] | None = None,
+) -> PageDiff:
+    """Split a page into changes, rejections and unchanged records.
+
+    `keys` are the records' keys from `page_keys`, when the caller already has them.
+    """
     result = PageDiff(seen=len(raws))
     current = dict(stored)  # a key repeated within the page compares with its newer self
-    for raw in raws:
-        key = record_key(resource, raw)
+    if keys is None:
+        keys = page_keys(resource, raws)
+    for raw, key in zip(raws, keys, strict=True):
         previous = current.get(key) if key is not None else None
         if (
             previous is not None
             and isinstance(raw, dict)
-            and raw_canonical(resource, raw) == previous.content
+            and raw_canonical(resource, raw) == previous.canonical
         ):
             result.unchanged += 1
             continue
@@ -128,13 +137,13 @@ def _classify(
         record = MODELS[resource].model_validate(raw)
     except ValidationError as exc:
         return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
-    after, content = record_content(record)
+    after, content = record_canonical(record)
     if previous is None:
         return Change(record.key, "created", 1, None, after, record, content)
-    if after == previous.content:
+    if after == previous.canonical:
         return None
     return Change(
-        record.key, "updated", previous.sequence + 1, previous.content, after, record, content
+        record.key, "updated", previous.sequence + 1, previous.canonical, after, record, content
     )
 
 

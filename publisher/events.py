@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from publisher import keys
 from publisher.diff import Change, Operation, Rejection
-from publisher.fingerprint import decode_content, digest
+from publisher.fingerprint import content_of, digest
 from publisher.records import CONTENT_FIELDS, PriceContent, Resource, StockContent
 
 SPEC_VERSION: Final = "1.0"
@@ -205,8 +205,8 @@ def changed_fields(
 def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
     """Build the `stock.changed` / `price.changed` event of one change."""
     resource = ctx.resource
-    before = decode_content(resource, change.before) if change.before is not None else None
-    after = change.content or decode_content(resource, change.after)
+    before = None if change.before is None else content_of(resource, change.key, change.before)
+    after = change.content or content_of(resource, change.key, change.after)
     fp = digest(change.after)
     ident = _uuid_text(f"{ctx.id_prefix}{change.key}|{change.sequence}|{fp}")
     time = change.record.modified_date

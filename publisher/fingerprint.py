@@ -1,9 +1,10 @@
 """Reduce a record to its canonical content and digest it (pure: no I/O).
 
-The canonical form is the JSON array of a record's content fields (`CONTENT_FIELDS`) in
-their fixed order, decimals as their decimal strings, nested objects with sorted keys.
-It is what the state store keeps per record, so the diff compares bytes, an event's
-`before` is decoded from it, and its digest identifies a version of a record.
+A record's *canonical form* is the compact JSON array of its content fields after the key
+(`STORED_FIELDS`), in a fixed order: decimals as their decimal strings, numbers as numbers,
+nested objects with sorted keys. The state store keeps it per record; the diff compares it
+byte for byte; an event's `before` is decoded from it; and its digest identifies a
+version of a record.
 
 Two ways in, one result for a valid record:
 - `raw_canonical` works on the decoded JSON dict, without building a model. It is the fast
@@ -15,14 +16,23 @@ Two ways in, one result for a valid record:
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from publisher.records import CONTENT_FIELDS, DECIMAL_FIELDS, Record, Resource, StockRecord
 
-_DUMP_OPTIONS = orjson.OPT_SORT_KEYS
+_DUMP_OPTIONS: Final = orjson.OPT_SORT_KEYS
+
+# The key comes first in every content field list; it is stored as the bucket field instead.
+STORED_FIELDS: Final[dict[Resource, tuple[str, ...]]] = {
+    resource: fields[1:] for resource, fields in CONTENT_FIELDS.items()
+}
+_GETTERS: Final = {
+    resource: operator.itemgetter(*fields) for resource, fields in STORED_FIELDS.items()
+}
 
 
 def _decimal_text(value: Any) -> Any:
@@ -34,23 +44,21 @@ def _decimal_text(value: Any) -> Any:
 
 
 def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
-    """Return the canonical bytes of a decoded record, or None if it cannot have one."""
-    decimals = DECIMAL_FIELDS[resource]
-    get = raw.get
-    values = [
-        _decimal_text(get(name)) if name in decimals else get(name)
-        for name in CONTENT_FIELDS[resource]
-    ]
-    if resource is Resource.PRICE and values[0] is None:
-        values[0] = get("pk")
+    """Return the canonical form of a decoded record, or None if it cannot have one.
+
+    This is the hot path of every poll, so it does the common case in C: take the fields
+    in order and dump them. A record whose decimals came as JSON numbers, or that lacks a
+    field, gets a form that matches no stored one and goes the slow way (validation),
+    which still finds it unchanged if it is.
+    """
     try:
-        return orjson.dumps(values, option=_DUMP_OPTIONS)
-    except TypeError:
+        return orjson.dumps(_GETTERS[resource](raw), option=_DUMP_OPTIONS)
+    except (KeyError, TypeError):
         return None
 
 
-def record_content(record: Record) -> tuple[bytes, dict[str, Any]]:
-    """Return a validated record's canonical bytes (the stored form) and its content."""
+def record_canonical(record: Record) -> tuple[bytes, dict[str, Any]]:
+    """Return a validated record's canonical form and its whole content (key included)."""
     resource = Resource.STOCK if isinstance(record, StockRecord) else Resource.PRICE
     decimals = DECIMAL_FIELDS[resource]
     attributes = record.__dict__
@@ -58,18 +66,16 @@ def record_content(record: Record) -> tuple[bytes, dict[str, Any]]:
         name: _decimal_text(attributes[name]) if name in decimals else attributes[name]
         for name in CONTENT_FIELDS[resource]
     }
-    return orjson.dumps(list(content.values()), option=_DUMP_OPTIONS), content
+    values = list(content.values())[1:]
+    return orjson.dumps(values, option=_DUMP_OPTIONS), content
 
 
-def record_canonical(record: Record) -> bytes:
-    """Return the canonical bytes of a validated record: the form that is stored."""
-    return record_content(record)[0]
-
-
-def decode_content(resource: Resource, canonical: bytes) -> dict[str, Any]:
-    """Turn canonical bytes back into a field -> value mapping."""
+def content_of(resource: Resource, key: int, canonical: bytes) -> dict[str, Any]:
+    """Turn a key and a canonical form back into the field -> value content of an event."""
     values: Sequence[Any] = orjson.loads(canonical)
-    return dict(zip(CONTENT_FIELDS[resource], values, strict=True))
+    content = {CONTENT_FIELDS[resource][0]: key}
+    content.update(zip(STORED_FIELDS[resource], values, strict=True))
+    return content
 
 
 def digest(data: bytes) -> str:

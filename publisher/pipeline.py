@@ -188,11 +188,12 @@ def prepare_page(
     """Load the page's stored state, diff it and encode its events (nothing is written)."""
     channel_id, resource = ctx.channel_id, ctx.resource
     keys = page_keys(resource, raws)
-    stored = state.load(channel_id, resource, keys)
+    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    stored = state.load(channel_id, resource, distinct)
     if in_flight is not None:  # the page before is not committed yet: see its new state
         pending = in_flight.pending_state()
-        stored.update({k: pending[k] for k in keys if k in pending})
-    diff = diff_page(resource, raws, stored)
+        stored.update({k: pending[k] for k in distinct if k in pending})
+    diff = diff_page(resource, raws, stored, keys)
     rejected_keys = [r.key for r in diff.rejections if r.key is not None]
     rejections = unreported(
         diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)

@@ -1,21 +1,27 @@
 """COMMIT edge: keep each record's last published version, in Redis or in memory.
 
 Per (channel, resource) the store keeps, for every record key, the sequence of its last
-published change and its canonical content (from which `before` and the fingerprint come),
+published change and its stored values (from which `before` and the fingerprint come),
 and for rejected records the digest of the raw content last reported. Reads and writes go
-one page at a time: one pipeline of HMGETs in, one pipeline of HSETs out, never a round trip
-per record. Writes happen only after the broker confirmed the page's events.
+one page at a time, never a round trip per record, and writes happen only after the broker
+confirmed the page's events.
 
-Value layout in a bucket hash: ``b"<sequence>|" + canonical content``.
+Redis layout: records are grouped in buckets of `keys.BUCKET_SIZE` consecutive keys; each
+bucket is one string: zlib-compressed lines ``<key % size> <sequence> <canonical>``
+(canonical JSON holds no newline). A page of 1,000 records is one MGET of about ten
+strings, split in C; a hundred similar records compress to a few dozen bytes each. A
+commit merges its changes into the buckets it touches under WATCH/MULTI, so it never
+overwrites what it did not read.
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -24,6 +30,10 @@ from publisher import keys
 from publisher.diff import Change, Rejection, Stored
 from publisher.errors import StateStoreError
 from publisher.records import Resource
+
+_COMPRESSION: Final = 1  # zlib's fastest level already shrinks a bucket several times over
+
+Bucket = dict[bytes, Stored]
 
 
 class StateStore(Protocol):
@@ -64,22 +74,30 @@ class StateStore(Protocol):
         ...
 
 
-def encode_stored(stored: Stored) -> bytes:
-    """Encode a stored state as a bucket value."""
-    return b"%d|" % stored.sequence + stored.content
+def encode_bucket(bucket: Bucket) -> bytes:
+    """Encode one bucket's entries as the string Redis keeps."""
+    lines = [b"%s %d %s" % (field, s.sequence, s.canonical) for field, s in bucket.items()]
+    return zlib.compress(b"\n".join(lines), _COMPRESSION)
 
 
-def decode_stored(value: bytes) -> Stored:
-    """Decode a bucket value into a stored state."""
-    sequence, _, content = value.partition(b"|")
-    return Stored(int(sequence), content)
+def decode_bucket(blob: bytes | str | None) -> Bucket:
+    """Decode a bucket string (None: an empty bucket)."""
+    if not blob:
+        return {}
+    data = blob if isinstance(blob, bytes) else blob.encode()
+    bucket: Bucket = {}
+    for line in zlib.decompress(data).split(b"\n"):
+        field, sequence, canonical = line.split(b" ", 2)
+        bucket[field] = Stored(int(sequence), canonical)
+    return bucket
 
 
-def _by_bucket(record_keys: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
-    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
+def _by_bucket(record_keys: Sequence[int]) -> dict[int, list[tuple[int, bytes]]]:
+    grouped: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    size = keys.BUCKET_SIZE
     for key in record_keys:
-        bucket, field = keys.bucket_of(key)
-        grouped[bucket].append((key, field))
+        bucket, field = divmod(key, size)
+        grouped[bucket].append((key, b"%d" % field))
     return grouped
 
 
@@ -96,7 +114,7 @@ def _translated(action: str) -> Iterator[None]:
 
 
 class RedisStateStore:
-    """Keep state in Redis, in per-bucket hashes, batched per page."""
+    """Keep state in Redis: compressed bucket strings, read and written per page."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -119,19 +137,20 @@ class RedisStateStore:
     def load(
         self, channel_id: int, resource: Resource, record_keys: Sequence[int]
     ) -> dict[int, Stored]:
-        """Return the stored state of those keys that have one (one pipeline)."""
+        """Return the stored state of those keys that have one (one MGET)."""
         grouped = _by_bucket(record_keys)
-        pipe = self._redis.pipeline(transaction=False)
-        for bucket, members in grouped.items():
-            name = keys.state_bucket(channel_id, resource, bucket)
-            pipe.hmget(name, [field for _, field in members])
+        if not grouped:
+            return {}
+        names = [keys.state_bucket(channel_id, resource, bucket) for bucket in grouped]
         with _translated("read"):
-            replies = pipe.execute()
+            blobs = self._redis.mget(names)
         found: dict[int, Stored] = {}
-        for members, values in zip(grouped.values(), replies, strict=True):
-            for (key, _), value in zip(members, values, strict=True):
-                if value is not None:
-                    found[key] = decode_stored(value)
+        for members, blob in zip(grouped.values(), blobs, strict=True):
+            entries = decode_bucket(blob)
+            for key, field in members:
+                entry = entries.get(field)
+                if entry is not None:
+                    found[key] = entry
         return found
 
     def load_rejected(
@@ -154,30 +173,26 @@ class RedisStateStore:
         changes: Sequence[Change],
         rejections: Sequence[Rejection],
     ) -> None:
-        """Write a page's state in one MULTI/EXEC (all keys share one cluster slot)."""
+        """Merge a page's changes into their buckets and record its rejections, atomically."""
         if not changes and not rejections:
             return
-        pipe = self._redis.pipeline(transaction=True)
-        buckets: dict[int, dict[FieldT, EncodableT]] = defaultdict(dict)
+        updates: dict[str, Bucket] = defaultdict(dict)
         for change in changes:
             bucket, field = keys.bucket_of(change.key)
-            buckets[bucket][field] = encode_stored(Stored(change.sequence, change.after))
-        for bucket, mapping in buckets.items():
-            pipe.hset(keys.state_bucket(channel_id, resource, bucket), mapping=mapping)
-        rejected_key = keys.rejected(channel_id, resource)
-        reported: dict[FieldT, EncodableT] = {
-            str(r.key): r.digest for r in rejections if r.key is not None
-        }
-        if reported:
-            pipe.hset(rejected_key, mapping=reported)
-        if changes:
-            # A key that is valid again is no longer a reported rejection.
-            pipe.hdel(rejected_key, *(str(c.key) for c in changes))
-        created = sum(1 for c in changes if c.operation == "created")
-        if created:
-            pipe.hincrby(keys.meta(channel_id, resource), "tracked", created)
+            name = keys.state_bucket(channel_id, resource, bucket)
+            updates[name][field.encode()] = Stored(change.sequence, change.after)
+
+        def write(pipe: Any) -> None:
+            current = pipe.mget(list(updates)) if updates else []
+            pipe.multi()
+            for (name, entries), blob in zip(updates.items(), current, strict=True):
+                merged = decode_bucket(blob)
+                merged.update(entries)
+                pipe.set(name, encode_bucket(merged))
+            _bookkeeping(pipe, channel_id, resource, changes, rejections)
+
         with _translated("write"):
-            pipe.execute()
+            self._redis.transaction(write, *updates)
 
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""
@@ -188,8 +203,8 @@ class RedisStateStore:
     def write_meta(self, channel_id: int, resource: Resource, fields: Mapping[str, str]) -> None:
         """Merge step bookkeeping into the meta hash."""
         if fields:
+            mapping: dict[FieldT, EncodableT] = dict(fields.items())
             with _translated("write"):
-                mapping: dict[FieldT, EncodableT] = {k: v for k, v in fields.items()}
                 self._redis.hset(keys.meta(channel_id, resource), mapping=mapping)
 
     def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:
@@ -197,6 +212,27 @@ class RedisStateStore:
         with _translated("read"):
             raw = self._redis.hgetall(keys.meta(channel_id, resource))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _bookkeeping(
+    pipe: Any,
+    channel_id: int,
+    resource: Resource,
+    changes: Sequence[Change],
+    rejections: Sequence[Rejection],
+) -> None:
+    rejected_key = keys.rejected(channel_id, resource)
+    reported: dict[FieldT, EncodableT] = {
+        str(r.key): r.digest for r in rejections if r.key is not None
+    }
+    if reported:
+        pipe.hset(rejected_key, mapping=reported)
+    if changes:
+        # A key that is valid again is no longer a reported rejection.
+        pipe.hdel(rejected_key, *(str(c.key) for c in changes))
+    created = sum(1 for c in changes if c.operation == "created")
+    if created:
+        pipe.hincrby(keys.meta(channel_id, resource), "tracked", created)
 
 
 class MemoryStateStore:

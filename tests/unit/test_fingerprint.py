@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from publisher.fingerprint import decode_content, raw_canonical, record_canonical
+from publisher.fingerprint import content_of, raw_canonical, record_canonical
 from publisher.records import PriceRecord, Resource, StockRecord
 from tests.factories import price, stock
 
@@ -16,14 +16,15 @@ from tests.factories import price, stock
         (Resource.STOCK, stock(2, extra_field={"b": [1, 2], "a": {"z": 1, "y": None}})),
         (Resource.PRICE, price(1)),
         (Resource.PRICE, price(2, retail_price=None, discount_percentage=None)),
-        (Resource.PRICE, price(3, price=120, tax_rate=18, adjusted_price=99.5)),
     ],
 )
 def test_fast_path_matches_the_stored_form_of_a_valid_record(
     resource: Resource, raw: dict[str, object]
 ) -> None:
     model = StockRecord if resource is Resource.STOCK else PriceRecord
-    assert raw_canonical(resource, raw) == record_canonical(model.model_validate(raw))
+    canonical, content = record_canonical(model.model_validate(raw))
+    assert raw_canonical(resource, raw) == canonical
+    assert content_of(resource, raw.get("id", raw.get("pk")), canonical) == content
 
 
 def test_dates_are_not_content() -> None:
@@ -42,8 +43,9 @@ def test_nested_key_order_does_not_matter_but_values_do() -> None:
 def test_money_keeps_its_exact_decimal_text() -> None:
     record = PriceRecord.model_validate(price(1, price="645670668.11"))
     assert record.price == Decimal("645670668.11")
-    content = decode_content(Resource.PRICE, record_canonical(record))
+    canonical, content = record_canonical(record)
     assert content["price"] == "645670668.11"
+    assert b'"645670668.11"' in canonical
     assert content["retail_price"] == "129.90"
 
 
@@ -52,3 +54,15 @@ def test_price_key_may_arrive_as_pk() -> None:
     raw["pk"] = raw.pop("id")
     assert raw_canonical(Resource.PRICE, raw) == raw_canonical(Resource.PRICE, price(9))
     assert PriceRecord.model_validate(raw).key == 9
+
+
+def test_a_decimal_sent_as_a_number_takes_the_slow_path_and_is_still_unchanged() -> None:
+    from publisher.diff import Stored, diff_page
+
+    as_text = price(3, price="120", tax_rate="18", adjusted_price="99.5")
+    as_numbers = price(3, price=120, tax_rate=18, adjusted_price=99.5)
+    canonical, _ = record_canonical(PriceRecord.model_validate(as_text))
+    assert raw_canonical(Resource.PRICE, as_numbers) != canonical  # no fast-path match
+    assert record_canonical(PriceRecord.model_validate(as_numbers))[0] == canonical
+    diff = diff_page(Resource.PRICE, [as_numbers], {3: Stored(1, canonical)})
+    assert (diff.unchanged, diff.changes) == (1, [])
