@@ -151,6 +151,8 @@ def _status_row(
         "last_step": summary,
         "last_error": meta.get("last_error"),
         "last_error_at": meta.get("last_error_at"),
+        "watermark": meta.get("watermark"),
+        "last_full_scan_at": meta.get("last_full_scan_at"),
         "lock_holder": lock_holder,
     }
 

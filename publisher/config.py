@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     akinon_acknowledge: bool = Field(
         False, description="Acknowledge published records through batch requests."
     )
+    akinon_incremental: bool = Field(
+        True, description="Poll only records modified since the last step (not when acknowledging)."
+    )
+    incremental_lookback_seconds: float = Field(
+        120.0, ge=0, description="How far before the watermark incremental steps look."
+    )
+    full_scan_interval_seconds: float = Field(
+        900.0, gt=0, description="Scan every record at least this often."
+    )
     akinon_page_size: int = Field(500, ge=1, le=10_000, description="Records per page.")
     akinon_timeout_seconds: float = Field(30.0, gt=0, description="HTTP timeout per request.")
     akinon_max_retries: int = Field(5, ge=0, le=20, description="Retries per request.")

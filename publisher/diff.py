@@ -64,6 +64,7 @@ class PageDiff:
 
     seen: int = 0
     unchanged: int = 0
+    newest_modified: str | None = None
     changes: list[Change] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
@@ -86,6 +87,12 @@ def page_keys(resource: Resource, raws: Iterable[Any]) -> list[int | None]:
     return [record_key(resource, raw) for raw in raws]
 
 
+def newest_modified(raws: Iterable[Any]) -> str | None:
+    """Return the latest `modified_date` text of a page (ISO text sorts as time does)."""
+    dates = (r.get("modified_date") for r in raws if type(r) is dict)
+    return max((d for d in dates if type(d) is str), default=None)
+
+
 def describe_errors(error: ValidationError) -> str:
     """Summarise a validation error in one line: field, problem and the value seen."""
     parts = []
@@ -106,7 +113,7 @@ def diff_page(
 
     `keys` are the records' keys from `page_keys`, when the caller already has them.
     """
-    result = PageDiff(seen=len(raws))
+    result = PageDiff(seen=len(raws), newest_modified=newest_modified(raws))
     current = dict(stored)  # a key repeated within the page compares with its newer self
     if keys is None:
         keys = page_keys(resource, raws)

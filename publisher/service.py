@@ -7,7 +7,7 @@ This is where configuration meets the pipeline: the command line and the Celery 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -22,6 +22,7 @@ from publisher.pipeline import (
     ProgressCallback,
     StepSpec,
     StepSummary,
+    plan_since,
     sync_step,
 )
 from publisher.publish import EventPublisher, KombuPublisher
@@ -69,6 +70,12 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
         base_url=settings.akinon_url,
         endpoint=settings.akinon_endpoint,
         acknowledge=settings.akinon_acknowledge,
+        lookback_seconds=(
+            settings.incremental_lookback_seconds
+            if settings.akinon_incremental and not settings.akinon_acknowledge
+            else None
+        ),
+        full_scan_seconds=settings.full_scan_interval_seconds,
     )
 
 
@@ -87,8 +94,37 @@ def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = No
     return summary
 
 
+def _plan(spec: StepSpec, state: StateStore) -> tuple[StepSpec, dict[str, str]]:
+    if spec.lookback_seconds is None or spec.acknowledge:
+        return spec, {}
+    meta = state.read_meta(spec.channel_id, spec.resource)
+    since = plan_since(
+        meta,
+        datetime.now(UTC),
+        lookback_seconds=spec.lookback_seconds,
+        full_scan_seconds=spec.full_scan_seconds,
+    )
+    return replace(spec, since=since), meta
+
+
+def _progress(summary: StepSummary, meta: dict[str, str], started_at: str) -> dict[str, str]:
+    """Return the bookkeeping of a successful step: outcome, watermark, last full scan."""
+    fields = {
+        "last_success_at": _now(),
+        "last_summary": orjson.dumps(summary.as_dict()).decode(),
+    }
+    watermark = max(filter(None, (meta.get("watermark"), summary.newest_modified)), default=None)
+    if watermark:
+        fields["watermark"] = watermark
+    if not summary.incremental:
+        fields["last_full_scan_at"] = started_at
+    return fields
+
+
 def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
+    started_at = _now()
     try:
+        spec, meta = _plan(spec, edges.state)
         summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
     except PublisherError as exc:
         log.error(
@@ -105,8 +141,7 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
         )
         raise
     log.info("step done %s", summary.line())
-    outcome = {"last_success_at": _now(), "last_summary": orjson.dumps(summary.as_dict()).decode()}
-    _record(edges.state, spec, outcome)
+    _record(edges.state, spec, _progress(summary, meta, started_at))
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -276,3 +277,27 @@ def test_acknowledging_drains_the_work_queue(
     assert (second.seen, second.published, second.acknowledged) == (2, 2, 2)
     third = step(edges, sandbox, channel_id, Resource.STOCK, acknowledge=True)
     assert third.seen == 0
+
+
+def test_incremental_steps_fetch_only_recent_records_and_miss_no_change(
+    sandbox: SandboxServer, make_edges: EdgesFactory, channel_id: int
+) -> None:
+    edges = make_edges(sandbox)
+    spec = StepSpec(channel_id, Resource.STOCK, sandbox.url, lookback_seconds=0.0)
+    first = run_step(spec, edges)
+    assert (first.incremental, first.seen, first.published) == (False, 30, 30)
+
+    quiet = run_step(spec, edges)
+    assert quiet.incremental
+    assert quiet.seen < 5  # only what shares the newest modified_date
+    assert quiet.published == 0
+
+    for record in sandbox.catalog.records(channel_id, Resource.STOCK)[3:5]:
+        sandbox.catalog.set_stock(channel_id, record["pk"], stock=record["stock"] + 2)
+    changed = run_step(spec, edges)
+    assert changed.incremental
+    assert changed.published == 2
+    assert changed.seen < 5
+
+    due = run_step(replace(spec, full_scan_seconds=0.0), edges)
+    assert (due.incremental, due.seen, due.published) == (False, 30, 0)

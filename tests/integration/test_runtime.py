@@ -280,6 +280,7 @@ def test_poll_and_status_report_each_step(
     assert [(r["resource"], r["tracked"]) for r in rows] == [("stock", 30), ("price", 30)]
     assert all(r["lag_seconds"] is not None and r["lag_seconds"] < 60 for r in rows)
     assert all(r["last_step"]["published"] == 30 for r in rows)
+    assert all(r["watermark"] and r["last_full_scan_at"] for r in rows)
 
 
 def _free_port() -> int:
