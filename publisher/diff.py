@@ -11,6 +11,7 @@ and the rest of the page goes on.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -70,6 +71,8 @@ class PageDiff:
 
 
 _KEY_FIELD: Final = {Resource.STOCK: "pk", Resource.PRICE: "id"}
+_KEY_GETTERS: Final = {r: operator.itemgetter(field) for r, field in _KEY_FIELD.items()}
+_MODIFIED: Final = operator.itemgetter("modified_date")
 
 
 def record_key(resource: Resource, raw: Any) -> int | None:
@@ -82,13 +85,25 @@ def record_key(resource: Resource, raw: Any) -> int | None:
     return key if type(key) is int else None
 
 
-def page_keys(resource: Resource, raws: Iterable[Any]) -> list[int | None]:
+def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
     """Return each record's key (None where it has none), in page order."""
+    try:  # the common case, in C: every record is a dict with an integer key
+        found: list[int | None] = list(map(_KEY_GETTERS[resource], raws))
+        if set(map(type, found)) == {int}:
+            return found
+    except (KeyError, TypeError):
+        pass
     return [record_key(resource, raw) for raw in raws]
 
 
-def newest_modified(raws: Iterable[Any]) -> str | None:
+def newest_modified(raws: Sequence[Any]) -> str | None:
     """Return the latest `modified_date` text of a page (ISO text sorts as time does)."""
+    try:  # the common case, in C
+        newest: str | None = max(map(_MODIFIED, raws), default=None)
+        if newest is None or type(newest) is str:
+            return newest
+    except (KeyError, TypeError):
+        pass
     dates = (r.get("modified_date") for r in raws if type(r) is dict)
     return max((d for d in dates if type(d) is str), default=None)
 

@@ -16,6 +16,7 @@ overwrites what it did not read.
 
 from __future__ import annotations
 
+import re
 import threading
 import zlib
 from collections import defaultdict
@@ -34,6 +35,7 @@ from publisher.records import Resource
 _COMPRESSION: Final = 1  # zlib's fastest level already shrinks a bucket several times over
 
 Bucket = dict[bytes, Stored]
+_LINE: Final = re.compile(rb"^(\d+) (\d+) (.*)$", re.MULTILINE)
 
 
 class StateStore(Protocol):
@@ -85,11 +87,8 @@ def decode_bucket(blob: bytes | str | None) -> Bucket:
     if not blob:
         return {}
     data = blob if isinstance(blob, bytes) else blob.encode()
-    bucket: Bucket = {}
-    for line in zlib.decompress(data).split(b"\n"):
-        field, sequence, canonical = line.split(b" ", 2)
-        bucket[field] = Stored(int(sequence), canonical)
-    return bucket
+    entries = _LINE.findall(zlib.decompress(data))
+    return {field: Stored(int(sequence), canonical) for field, sequence, canonical in entries}
 
 
 def _by_bucket(record_keys: Sequence[int]) -> dict[int, list[tuple[int, bytes]]]:
