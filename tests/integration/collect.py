@@ -33,10 +33,12 @@ class Collector:
             auto_delete=True,
         )
         self.messages: list[Any] = []
+        self.arrivals: list[float] = []  # time.time() of each message, for latency figures
         self._consumer = kombu.Consumer(channel, [queue], on_message=self._on_message)
         self._consumer.consume()
 
     def _on_message(self, message: Any) -> None:
+        self.arrivals.append(time.time())
         self.messages.append(message)
         message.ack()
 
@@ -65,6 +67,7 @@ class Collector:
     def clear(self) -> None:
         """Forget what was received."""
         self.messages.clear()
+        self.arrivals.clear()
 
     def __enter__(self) -> Collector:
         return self

@@ -1,0 +1,178 @@
+"""Start, reach and clean up what a run touches outside its own process.
+
+- Redis database 14 (`REDIS_URL`): emptied with FLUSHDB when a run starts and when it ends,
+  so keep nothing else in it.
+- RabbitMQ: the project's exchanges (declared if missing) and one non-durable queue per
+  bench channel, `akinon.bench.<channel>`, bound to that channel's change routing keys so
+  events are routed like in production. It holds at most 20,000 messages (the broker drops
+  the oldest), so a million-event run piles nothing up; it is deleted, with whatever it
+  holds, when the run ends.
+- Sandboxes: `python -m publisher.sandbox` in a process of its own (its CPU must not share
+  our GIL) on a free loopback port; stopped on the way out, and told by the kernel to stop
+  if this process dies first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Final
+
+import httpx
+import kombu
+import redis
+
+from publisher import keys
+from publisher.akinon import AkinonClient
+from publisher.publish import KombuPublisher, declare_topology
+from publisher.records import Resource
+from publisher.service import Edges
+from publisher.state import RedisStateStore
+
+REDIS_URL: Final = "redis://127.0.0.1:6379/14"
+AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672//"
+TOKEN: Final = "bench-token"
+PAGE_SIZE: Final = 1000
+QUEUE_CAP: Final = 20_000
+_PR_SET_PDEATHSIG: Final = 1
+_STARTUP_SECONDS: Final = 600.0  # seeding a million records per kind takes about a minute
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A running sandbox: where it answers and which channel it serves."""
+
+    url: str
+    channel_id: int
+    size: int  # records per kind
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to send SIGTERM when our parent dies (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it lingers; always reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def sandbox(channel_id: int, size: int) -> Iterator[Sandbox]:
+    """Run a sandbox serving `size` stocks and `size` prices of one channel."""
+    port = free_port()
+    command = [sys.executable, "-m", "publisher.sandbox", "--port", str(port)]
+    command += ["--channels", str(channel_id), "--size", str(size), "--token", TOKEN]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
+        try:
+            box = Sandbox(f"http://127.0.0.1:{port}", channel_id, size)
+            _wait_until_up(box, process, log)
+            yield box
+        finally:
+            stop(process)
+
+
+def _wait_until_up(box: Sandbox, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            tail = log.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"the sandbox exited with {process.returncode}:\n{tail}")
+        try:
+            httpx.get(f"{box.url}/_control/state", timeout=5).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the sandbox did not answer within {_STARTUP_SECONDS:g}s")
+
+
+@contextlib.contextmanager
+def bench_redis() -> Iterator[redis.Redis]:
+    """Yield a client of the bench database, emptied before and after."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@contextlib.contextmanager
+def bench_queue(channel_id: int) -> Iterator[str]:
+    """Bind a capped queue to a channel's change events; delete it afterwards."""
+    routes = {Resource.STOCK: keys.STOCK_EXCHANGE, Resource.PRICE: keys.PRICE_EXCHANGE}
+    bindings = [
+        kombu.binding(
+            kombu.Exchange(exchange, "topic", passive=True),
+            routing_key=keys.changed_routing_key(resource, channel_id),
+        )
+        for resource, exchange in routes.items()
+    ]
+    queue = kombu.Queue(
+        f"akinon.bench.{channel_id}",
+        bindings=bindings,
+        durable=False,
+        queue_arguments={"x-max-length": QUEUE_CAP},
+    )
+    with kombu.Connection(AMQP_URL) as connection:
+        channel = connection.channel()
+        declare_topology(channel)
+        bound = queue.bind(channel)
+        bound.declare()
+        try:
+            yield queue.name
+        finally:
+            bound.delete()
+
+
+def edges_for(box: Sandbox) -> Edges:
+    """Build the edges a worker would have, pointed at the sandbox and the bench database."""
+    state = RedisStateStore.from_url(REDIS_URL)
+    return Edges(
+        source=AkinonClient(box.url, token=TOKEN, page_size=PAGE_SIZE),
+        state=state,
+        publisher=KombuPublisher(AMQP_URL),
+        redis=state.client,
+    )
+
+
+def forget(client: redis.Redis, channel_id: int) -> int:
+    """Delete every state key of a channel (both kinds); return how many went."""
+    names = list(client.scan_iter(state_pattern(channel_id), count=1000))
+    for start in range(0, len(names), 1000):
+        client.delete(*names[start : start + 1000])
+    return len(names)
+
+
+def state_pattern(channel_id: int) -> str:
+    """Return the SCAN pattern of a channel's keys (see `publisher.keys`)."""
+    # Every key of a (channel, resource) starts with its hash tag `akp:{<channel>:<kind>}`.
+    return f"{keys.KEY_PREFIX}:{{{channel_id}:*"
