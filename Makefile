@@ -14,7 +14,10 @@ format:
 	$(PY) -m ruff format .
 
 types:
-	$(PY) -m mypy publisher
+	$(PY) -m mypy publisher examples
+
+schemas:
+	$(PY) -m publisher schemas
 
 test:
 	$(PY) -m pytest

@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from publisher import contract
 from publisher.config import Settings, load_settings
 from publisher.demo import run_demo
-from publisher.errors import ConfigError, PublisherError
+from publisher.errors import BrokerError, ConfigError, PublisherError
 from publisher.lock import holder
 from publisher.logs import configure_logging
 from publisher.pipeline import StepSummary
@@ -215,7 +217,9 @@ def tail(pattern: str, as_json: bool, amqp_url: str) -> None:
         follow(amqp_url, pattern, show)
     except KeyboardInterrupt:
         return
-    except OSError as exc:
+    except ValueError as exc:  # a pattern no published routing key can match
+        raise click.ClickException(str(exc)) from None
+    except (OSError, BrokerError) as exc:
         raise click.ClickException(f"cannot reach the broker: {exc}") from None
 
 
@@ -292,3 +296,37 @@ def demo(
         )
     except KeyboardInterrupt:
         stop.set()
+
+
+# -------------------------------------------------------------------------------- schemas
+
+
+@main.command()
+@click.option(
+    "--directory",
+    default="schemas",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the contract files live.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; fail if a file is stale or breaking.")
+@click.option("--release", "version", metavar="VERSION", help="Then freeze them as VERSION.")
+def schemas(directory: Path, check: bool, version: str | None) -> None:
+    """Generate the JSON Schemas and the AsyncAPI document from the event models."""
+    if check:
+        problems = [
+            f"{path} is stale: {contract.REGENERATE_HINT}"
+            for path in contract.stale_schemas(directory)
+        ]
+    else:
+        for relative in contract.write_schemas(directory):
+            click.echo(f"wrote {directory / relative}")
+        problems = []
+    problems += [f"BREAKING {problem}" for problem in contract.check_released(directory)]
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    if version is not None:
+        try:
+            click.echo(f"released {contract.release_schemas(directory, version)}")
+        except FileExistsError as exc:
+            raise click.ClickException(str(exc)) from None

@@ -54,7 +54,8 @@ CHANGED_TYPE: Final = {
 
 # ---------------------------------------------------------------------------- the contract
 
-_CONTRACT = ConfigDict(frozen=True, extra="forbid")
+# The attribute docstrings below become the field descriptions of the published schemas.
+_CONTRACT = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 ContentT = TypeVar("ContentT", StockContent, PriceContent)
 DataT = TypeVar("DataT", bound=BaseModel)
 
@@ -65,14 +66,23 @@ class ChangeData(BaseModel, Generic[ContentT]):
     model_config = _CONTRACT
 
     channel_id: int
+    """The Akinon sales channel the record belongs to."""
     key: int
+    """The record key: `pk` of a stock, `id` of a price."""
     operation: Operation
+    """`created` the first time the service sees the record, `updated` afterwards."""
     sequence: int
+    """The record's change count (per channel, type and key): 1, 2, 3 ..., one per change."""
     modified_date: datetime
+    """Akinon's `modified_date` of the record version this event carries."""
     fingerprint: str
+    """Digest of the record's content in `after`: equal content, equal fingerprint."""
     before: ContentT | None
+    """The content last published for this record, or null when `operation` is `created`."""
     after: ContentT
+    """The record's content now."""
     changed_fields: list[str]
+    """The content fields whose values differ between `before` and `after`."""
 
 
 class RejectionData(BaseModel):
@@ -81,11 +91,17 @@ class RejectionData(BaseModel):
     model_config = _CONTRACT
 
     channel_id: int
+    """The Akinon sales channel the record came from."""
     resource: Resource
+    """Which kind of record failed validation."""
     key: int | None
+    """The record key, or null when the record has none that can be read."""
     reason: str
+    """What was wrong, field by field."""
     digest: str
+    """Digest of the raw record: the same bad content is reported once."""
     raw: Any
+    """The record exactly as Akinon sent it."""
 
 
 class CloudEvent(BaseModel, Generic[DataT]):
@@ -94,14 +110,23 @@ class CloudEvent(BaseModel, Generic[DataT]):
     model_config = _CONTRACT
 
     specversion: Literal["1.0"]
+    """The CloudEvents version."""
     id: str
+    """Identifies the event; a re-publish of the same event carries the same id."""
     source: str
+    """The Akinon channel the event is about, as a URL without credentials."""
     type: str
+    """The event type; with `dataschema`, it says how to read `data`."""
     subject: str
+    """The record key as text (`unknown` for a rejected record without one)."""
     time: datetime
+    """When the change happened: the record's `modified_date`, or when it was rejected."""
     datacontenttype: Literal["application/json"]
+    """The media type of `data`."""
     dataschema: str
+    """The URN of this type's schema; its last segment is the major version (`:v1`)."""
     data: DataT
+    """The event's payload."""
 
 
 class StockChanged(CloudEvent[ChangeData[StockContent]]):

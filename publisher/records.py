@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class Resource(StrEnum):
@@ -52,7 +52,28 @@ class Endpoint(StrEnum):
         return "" if self is Endpoint.LIST else f"{self.value}/"
 
 
-_MODEL_CONFIG = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+# The attribute docstrings below become the field descriptions of the published schemas.
+_MODEL_CONFIG = ConfigDict(
+    frozen=True, extra="ignore", populate_by_name=True, use_attribute_docstrings=True
+)
+
+# The text `str(Decimal)` gives: digits, an optional fraction, an optional exponent.
+DECIMAL_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?(E[+-][0-9]+)?$"
+
+# Events carry a decimal as its exact text ("119.90"), never as a JSON number; this tells the
+# published schema so (pydantic would otherwise describe a number-or-string). Parsing is as
+# for any Decimal.
+DecimalText = Annotated[
+    Decimal,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DECIMAL_PATTERN,
+            "description": "A decimal number as text, exact: never a JSON number.",
+            "examples": ["119.90"],
+        }
+    ),
+]
 
 
 class StockContent(BaseModel):
@@ -61,14 +82,23 @@ class StockContent(BaseModel):
     model_config = _MODEL_CONFIG
 
     pk: int
+    """The stock record's key."""
     product: int
+    """The product's id."""
     unit_type: str
+    """The unit `stock` is counted in, e.g. `qty`."""
     stock: int
+    """The quantity on hand in this stock list."""
     sold_quantity_unreported: int | None = None
+    """Quantity sold but not yet reported to the stock source."""
     extra_field: dict[str, Any] = Field(default_factory=dict)
+    """Free-form attributes the merchant keeps on the record."""
     stock_list: int
+    """The stock list the record belongs to."""
     modified_collection: int | None = None
+    """The collection whose stock rule adjusted this record, if any."""
     adjusted_stock: int | None = None
+    """The stock after the channel's stock rules, when one applies."""
 
 
 class StockRecord(StockContent):
@@ -89,17 +119,29 @@ class PriceContent(BaseModel):
     model_config = _MODEL_CONFIG
 
     id: int = Field(validation_alias=AliasChoices("id", "pk"))
+    """The price record's key."""
     product: int
+    """The product's id."""
     price_list: int
-    retail_price: Decimal | None = None
-    tax_rate: Decimal | None = None
+    """The price list the record belongs to."""
+    retail_price: DecimalText | None = None
+    """The list price before any discount, or null."""
+    tax_rate: DecimalText | None = None
+    """The tax rate in percent, or null."""
     currency_type: str
-    price: Decimal
+    """The currency code, as Akinon spells it (e.g. `try`)."""
+    price: DecimalText
+    """The selling price."""
     price_type: str = "default"
-    discount_percentage: Decimal | None = None
+    """The kind of price, `default` unless the merchant uses others."""
+    discount_percentage: DecimalText | None = None
+    """The discount from `retail_price` to `price`, in percent, or null."""
     modifier_collection: int | None = None
-    adjusted_price: Decimal | None = None
+    """The collection whose price rule adjusted this record, if any."""
+    adjusted_price: DecimalText | None = None
+    """The price after the channel's price rules, when one applies."""
     extra_field: dict[str, Any] = Field(default_factory=dict)
+    """Free-form attributes the merchant keeps on the record."""
 
 
 class PriceRecord(PriceContent):

@@ -1,21 +1,13 @@
-"""Follow events on the broker: bind a temporary queue and hand each body to a callback."""
+"""Follow events on the broker (through the consumer kit) and describe each in one line."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import orjson
-from kombu.connection import Connection
-from kombu.entity import Exchange, Queue, binding
-from kombu.messaging import Consumer
 
-from publisher import keys
-from publisher.publish import declare_topology
-
-EXCHANGE_NAMES = (keys.STOCK_EXCHANGE, keys.PRICE_EXCHANGE, keys.REJECTED_EXCHANGE)
+from publisher.consumer import follow
 
 
 def event_line(body: bytes | str) -> str:
@@ -52,31 +44,4 @@ def tail(
     ready: threading.Event | None = None,
 ) -> None:
     """Deliver every event matching `pattern` to `handle` until `stop` is set."""
-    stop = stop or threading.Event()
-    with Connection(url) as conn:
-        channel = conn.channel()
-        declare_topology(channel)
-        queue = Queue(
-            f"akinon.tail.{uuid.uuid4().hex[:12]}",
-            bindings=[
-                binding(Exchange(name, "topic", passive=True), routing_key=pattern)
-                for name in EXCHANGE_NAMES
-            ],
-            exclusive=True,
-            auto_delete=True,
-            durable=False,
-        )
-
-        def on_message(message: Any) -> None:
-            body = message.body
-            handle(body if isinstance(body, bytes) else body.encode())
-            message.ack()
-
-        with Consumer(channel, queues=[queue], on_message=on_message):
-            if ready is not None:
-                ready.set()
-            while not stop.is_set():
-                try:
-                    conn.drain_events(timeout=0.5)
-                except TimeoutError:
-                    continue
+    follow(url, pattern, handle, stop=stop, ready=ready)

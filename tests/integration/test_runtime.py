@@ -198,7 +198,7 @@ def test_demo_prints_events_without_redis_or_rabbitmq(tmp_path: Path) -> None:
     assert first_event_at < 10
 
 
-COMMANDS = ["poll", "status", "tail", "sandbox", "demo"]
+COMMANDS = ["poll", "status", "tail", "sandbox", "demo", "schemas"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

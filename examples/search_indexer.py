@@ -1,0 +1,211 @@
+"""Keep one search document per (channel, product): availability and price.
+
+An example consumer of `stock.changed` and `price.changed`. The documents live in SQLite
+(a file, or memory); each event that changes a document "pushes" it, here as the JSON line
+an indexer would send to its search engine:
+
+    {"op": "index", "id": "1-1207", "doc": {"available": true, "price": "119.90", ...}}
+
+    python -m examples.search_indexer --db search.sqlite --channel 1
+
+As in the ERP example, the sequence guard is in the UPSERT's WHERE clause, so a duplicate or
+an older event neither changes a document nor pushes it again. Decimals stay exact: they are
+kept as their text and compared as Decimals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from publisher.consumer import RedisStore, SequenceStore, Subscription
+from publisher.events import CloudEvent, PriceChanged, StockChanged
+
+Push = Callable[[dict[str, Any]], None]
+
+_CREATE: Final = """
+CREATE TABLE IF NOT EXISTS documents (
+    channel_id      INTEGER NOT NULL,
+    product         INTEGER NOT NULL,
+    stock           INTEGER,
+    stock_key       INTEGER,
+    stock_sequence  INTEGER,
+    stock_event_id  TEXT,
+    price           TEXT,
+    retail_price    TEXT,
+    currency        TEXT,
+    price_key       INTEGER,
+    price_sequence  INTEGER,
+    price_event_id  TEXT,
+    PRIMARY KEY (channel_id, product)
+)
+"""
+
+_GUARD: Final = """
+WHERE documents.{r}sequence IS NULL
+   OR documents.{r}key IS NOT excluded.{r}key
+   OR documents.{r}sequence < excluded.{r}sequence
+   OR (documents.{r}sequence = excluded.{r}sequence
+       AND documents.{r}event_id <> excluded.{r}event_id)
+"""
+
+_UPSERT_STOCK: Final = """
+INSERT INTO documents (channel_id, product, stock, stock_key, stock_sequence, stock_event_id)
+VALUES (:channel_id, :product, :stock, :key, :sequence, :event_id)
+ON CONFLICT (channel_id, product) DO UPDATE SET
+    stock = excluded.stock,
+    stock_key = excluded.stock_key,
+    stock_sequence = excluded.stock_sequence,
+    stock_event_id = excluded.stock_event_id
+""" + _GUARD.replace("{r}", "stock_")
+
+_UPSERT_PRICE: Final = """
+INSERT INTO documents
+    (channel_id, product, price, retail_price, currency, price_key, price_sequence,
+     price_event_id)
+VALUES (:channel_id, :product, :price, :retail_price, :currency, :key, :sequence, :event_id)
+ON CONFLICT (channel_id, product) DO UPDATE SET
+    price = excluded.price,
+    retail_price = excluded.retail_price,
+    currency = excluded.currency,
+    price_key = excluded.price_key,
+    price_sequence = excluded.price_sequence,
+    price_event_id = excluded.price_event_id
+""" + _GUARD.replace("{r}", "price_")
+
+
+def print_push(action: dict[str, Any]) -> None:
+    """Show what would be sent to the search engine: one JSON line per document."""
+    print(orjson.dumps(action).decode(), flush=True)
+
+
+def document(row: sqlite3.Row) -> dict[str, Any]:
+    """Turn a stored row into the search document (pure)."""
+    price = Decimal(row["price"]) if row["price"] is not None else None
+    retail = Decimal(row["retail_price"]) if row["retail_price"] is not None else None
+    return {
+        "channel_id": row["channel_id"],
+        "product": row["product"],
+        "available": None if row["stock"] is None else row["stock"] > 0,
+        "stock": row["stock"],
+        "price": row["price"],
+        "currency": row["currency"],
+        "retail_price": row["retail_price"],
+        "on_sale": price is not None and retail is not None and price < retail,
+    }
+
+
+class SearchIndexer:
+    """Fold stock and price events into per-product documents; push each real change."""
+
+    def __init__(self, db: sqlite3.Connection, push: Push = print_push) -> None:
+        self.db = db
+        self.db.row_factory = sqlite3.Row
+        self.push = push
+        self.db.execute(_CREATE)
+
+    def handle(self, event: CloudEvent[Any]) -> None:
+        """Apply one event: the `Subscription` handler. Other event types are not indexed."""
+        if isinstance(event, StockChanged):
+            self._apply(_UPSERT_STOCK, event, stock=event.data.after.stock)
+        elif isinstance(event, PriceChanged):
+            after = event.data.after
+            self._apply(
+                _UPSERT_PRICE,
+                event,
+                price=str(after.price),
+                retail_price=None if after.retail_price is None else str(after.retail_price),
+                currency=after.currency_type,
+            )
+
+    def _apply(self, statement: str, event: StockChanged | PriceChanged, **values: Any) -> None:
+        data = event.data
+        params = {
+            "channel_id": data.channel_id,
+            "product": data.after.product,
+            "key": data.key,
+            "sequence": data.sequence,
+            "event_id": event.id,
+            **values,
+        }
+        if self.db.execute(statement, params).rowcount == 0:
+            return  # the guard kept the stored version: nothing new to push
+        row = self.db.execute(
+            "SELECT * FROM documents WHERE channel_id = ? AND product = ?",
+            (data.channel_id, data.after.product),
+        ).fetchone()
+        key = f"{data.channel_id}-{data.after.product}"
+        self.push({"op": "index", "id": key, "doc": document(row)})
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Return every document, ordered by channel and product."""
+        rows = self.db.execute("SELECT * FROM documents ORDER BY channel_id, product")
+        return [document(row) for row in rows]
+
+
+def patterns_for(channels: Sequence[int]) -> list[str]:
+    """Return the routing-key patterns of stock and price changes of these channels (or all)."""
+    if not channels:
+        return ["stock.changed.*", "price.changed.*"]
+    return [f"{kind}.changed.{channel}" for channel in channels for kind in ("stock", "price")]
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m examples.search_indexer", description=__doc__)
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://localhost//"))
+    parser.add_argument("--db", default=":memory:", help="SQLite file for the documents.")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument("--queue", default="search.products")
+    parser.add_argument("--channel", type=int, action="append", default=[])
+    parser.add_argument("--prefetch", type=int, default=200)
+    parser.add_argument("--once", action="store_true", help="Stop when the queue is idle.")
+    parser.add_argument("--idle", type=float, default=2.0, help="Idle seconds for --once.")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, push: Push = print_push) -> int:
+    """Run the indexer until SIGINT/SIGTERM (or, with --once, until the queue is idle)."""
+    args = _arguments(argv)
+    logging.basicConfig(level=logging.WARNING)
+    store: SequenceStore | None = (
+        RedisStore.from_url(args.redis_url, args.queue) if args.redis_url else None
+    )
+    db = sqlite3.connect(args.db, isolation_level=None)
+    try:
+        indexer = SearchIndexer(db, push)
+        with Subscription(
+            args.amqp_url,
+            queue=args.queue,
+            patterns=patterns_for(args.channel),
+            handler=indexer.handle,
+            dedupe=store,
+            prefetch=args.prefetch,
+        ) as subscription:
+            if args.once:
+                subscription.drain(args.idle)
+            else:
+                subscription.run(_stop_on_signals())
+    finally:
+        db.close()
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""One contract, two sequence stores: the in-memory one must behave like the Redis one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from publisher.consumer import Applied, MemoryStore, RecordRef, RedisStore, SequenceStore
+
+pytestmark = pytest.mark.integration
+
+REF = RecordRef(7, "stock.changed", 1234)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[SequenceStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    redis_url = request.getfixturevalue("redis_url")
+    made = RedisStore.from_url(redis_url, f"test.store.{uuid.uuid4().hex[:8]}")
+    yield made
+    made.forget_all()
+    made.close()
+
+
+def test_a_record_never_seen_has_no_last_event(store: SequenceStore) -> None:
+    assert store.last(REF) is None
+
+
+def test_remember_then_read_back(store: SequenceStore) -> None:
+    store.remember(REF, Applied(1, "a"))
+    assert store.last(REF) == Applied(1, "a")
+    store.remember(REF, Applied(2, "b"))
+    assert store.last(REF) == Applied(2, "b")
+
+
+def test_a_record_never_moves_backwards(store: SequenceStore) -> None:
+    store.remember(REF, Applied(5, "e"))
+    store.remember(REF, Applied(4, "d"))
+    assert store.last(REF) == Applied(5, "e")
+
+
+def test_the_same_sequence_with_another_id_replaces_it(store: SequenceStore) -> None:
+    store.remember(REF, Applied(5, "e"))
+    store.remember(REF, Applied(5, "e2"))
+    assert store.last(REF) == Applied(5, "e2")
+
+
+def test_records_are_independent_by_channel_stream_and_key(store: SequenceStore) -> None:
+    others = [
+        RecordRef(8, "stock.changed", 1234),
+        RecordRef(7, "price.changed", 1234),
+        RecordRef(7, "stock.changed", 1235),
+        RecordRef(7, "stock.changed", 1334),  # same slot, next bucket
+        RecordRef(7, "stock.rejected", None),
+    ]
+    store.remember(REF, Applied(3, "c"))
+    for number, ref in enumerate(others, start=1):
+        assert store.last(ref) is None
+        store.remember(ref, Applied(number, f"id-{number}"))
+    assert store.last(REF) == Applied(3, "c")
+    assert [store.last(ref) for ref in others] == [
+        Applied(n, f"id-{n}") for n in range(1, len(others) + 1)
+    ]
+
+
+def test_redis_keys_share_one_cluster_slot_per_queue(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client, "erp.stock")
+    key, slot = store.where(RecordRef(7, "stock.changed", 1234))
+    assert (key, slot) == ("akc:{erp.stock}:7:stock.changed:12", "34")
+    other, _ = store.where(RecordRef(9, "price.changed", 5))
+    assert other.startswith("akc:{erp.stock}:")
+    assert store.where(RecordRef(7, "stock.rejected", None)) == (
+        "akc:{erp.stock}:7:stock.rejected:none",
+        "none",
+    )
+
+
+def test_forget_all_removes_only_this_queues_keys(redis_url: str) -> None:
+    mine = RedisStore.from_url(redis_url, f"test.store.{uuid.uuid4().hex[:8]}")
+    theirs = RedisStore.from_url(redis_url, f"test.store.{uuid.uuid4().hex[:8]}")
+    try:
+        for store in (mine, theirs):
+            store.remember(REF, Applied(1, "a"))
+            store.remember(RecordRef(7, "stock.changed", 99_999), Applied(1, "b"))
+        assert mine.forget_all() == 2
+        assert mine.last(REF) is None
+        assert theirs.last(REF) == Applied(1, "a")
+    finally:
+        theirs.forget_all()
+        mine.close()
+        theirs.close()
