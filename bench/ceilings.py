@@ -1,117 +1,97 @@
-"""The raw ceilings of the parts, measured on the same data in the same run.
+"""Measure the raw ceilings of reading: HTTP pages (a) and Redis HMGET (c).
 
-(a) HTTP: fetch every page of the sandbox with httpx and decode it with orjson.
-(b) AMQP: publish the same event bodies with py-amqp alone, confirms awaited per 1,000.
-(c) Redis: pipelined HMGET of the same record keys, 1,000 per page.
-Also kombu with a confirm awaited per message, the straightforward way, for comparison.
+(a) fetch every page of both kinds from the sandbox with a plain httpx client, decode each
+    body with orjson, nothing else; records per second.
+(c) the records' keys, page by page as the sandbox serves them, read back with one pipeline
+    of HMGETs per page: one HMGET per bucket of `keys.BUCKET_SIZE` consecutive keys, the
+    values being each record's canonical form (what the state store keeps); keys per second.
+    The hashes live under `bench:` in the bench database and are deleted afterwards.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Final
 
-import amqp
 import httpx
-import kombu
 import orjson
 import redis
 
-from bench.env import AMQP_URL, TOKEN, Sandbox
-from publisher.events import OutgoingEvent
-from publisher.publish import message_properties
-from publisher.records import Resource
+from bench.env import PAGE_SIZE, TOKEN, Sandbox
+from publisher import keys
+from publisher.diff import page_keys
+from publisher.fingerprint import raw_canonical
+from publisher.records import Endpoint, Resource
 
-PAGE = 1000
-WINDOW = 1000
+_HASH_PREFIX: Final = "bench:hmget"
+
+KeyPages = list[tuple[Resource, list[int]]]
 
 
-def http_records_per_second(box: Sandbox, resource: Resource) -> float:
-    """Fetch and decode every page of a resource's list; return records per second.
+def iter_pages(box: Sandbox, resource: Resource) -> Iterator[list[dict[str, Any]]]:
+    """Yield the decoded pages of a resource's change list, like a client would read them."""
+    url = f"{box.url}/api/v1/channel/{box.channel_id}/{resource.path}/"
+    url += Endpoint.INSERTS_OR_UPDATES.suffix
+    with httpx.Client(headers={"Authorization": f"Token {TOKEN}"}, timeout=30) as client:
+        number = 1
+        while True:
+            query = {"page": str(number), "limit": str(PAGE_SIZE)}
+            body = orjson.loads(client.get(url, params=query).content)
+            # Stock lists come as a bare array, price lists as {count, next, results}.
+            records = body if isinstance(body, list) else body["results"]
+            if records:
+                yield records
+            more = len(records) >= PAGE_SIZE if isinstance(body, list) else bool(body["next"])
+            if not more:
+                return
+            number += 1
 
-    The first pass is not timed: it warms the sandbox, which encodes records lazily.
-    """
-    _fetch_all(box, resource)
+
+def http_records_per_second(box: Sandbox) -> float:
+    """Fetch and decode every page of both kinds once; return records per second."""
     started = time.perf_counter()
-    records = _fetch_all(box, resource)
+    records = sum(len(page) for resource in Resource for page in iter_pages(box, resource))
     return records / (time.perf_counter() - started)
 
 
-def _fetch_all(box: Sandbox, resource: Resource) -> int:
-    url = f"{box.url}/api/v1/channel/{box.channel_id}/{resource.path}/inserts_or_updates/"
-    headers = {"Authorization": f"Token {TOKEN}"}
-    records = 0
-    with httpx.Client(headers=headers, timeout=30) as client:
-        page = 1
-        while True:
-            body = orjson.loads(client.get(url, params={"page": page, "limit": PAGE}).content)
-            rows = body["results"] if isinstance(body, dict) else body
-            records += len(rows)
-            if len(rows) < PAGE or (isinstance(body, dict) and not body.get("next")):
-                break
-            page += 1
-    return records
+def store_hashes(client: redis.Redis, box: Sandbox) -> KeyPages:
+    """Write every record's canonical form into bucket hashes; return the keys per page."""
+    pages: KeyPages = []
+    for resource in Resource:
+        for records in iter_pages(box, resource):
+            page = [key for key in page_keys(resource, records) if key is not None]
+            writer = client.pipeline(transaction=False)
+            for key, record in zip(page, records, strict=True):
+                bucket, field = keys.bucket_of(key)
+                value = b"1 " + (raw_canonical(resource, record) or b"")
+                writer.hset(_hash_name(box, resource, bucket), field, value)
+            writer.execute()
+            pages.append((resource, page))
+    return pages
 
 
-def amqp_events_per_second(events: Sequence[OutgoingEvent]) -> float:
-    """Publish the bodies with py-amqp, waiting for confirms every WINDOW messages."""
-    connection = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-    connection.connect()
-    channel = connection.channel()
-    channel.confirm_select()
-    acked = [0]
-    channel.events["basic_ack"].add(lambda tag, multiple: acked.__setitem__(0, tag))
-    sent = 0
+def redis_keys_per_second(client: redis.Redis, box: Sandbox, pages: KeyPages) -> float:
+    """Read every key back, one pipeline of HMGETs per page; return keys per second."""
+    read = 0
     started = time.perf_counter()
-    for start in range(0, len(events), WINDOW):
-        for event in events[start : start + WINDOW]:
-            message = amqp.Message(event.body, **message_properties(event))
-            channel.basic_publish(message, exchange=event.exchange, routing_key=event.routing_key)
-            sent += 1
-        while acked[0] < sent:
-            connection.drain_events(timeout=30)
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return len(events) / elapsed
-
-
-def kombu_one_by_one_per_second(events: Sequence[OutgoingEvent]) -> float:
-    """Publish with kombu, the broker's confirm awaited after every message."""
-    with kombu.Connection(AMQP_URL, transport_options={"confirm_publish": True}) as conn:
-        producer = kombu.Producer(conn.channel())
-        started = time.perf_counter()
-        for event in events:
-            properties: dict[str, Any] = message_properties(event)
-            properties["headers"] = properties.pop("application_headers")
-            producer.publish(
-                event.body,
-                exchange=event.exchange,
-                routing_key=event.routing_key,
-                retry=False,
-                **properties,
-            )
-        return len(events) / (time.perf_counter() - started)
-
-
-def redis_keys_per_second(client: redis.Redis, record_keys: Sequence[int]) -> float:
-    """Read the keys with one pipeline of HMGETs per page of 1,000; return keys per second."""
-    prefix = "bench:hmget:"
-    writer = client.pipeline(transaction=False)
-    for key in record_keys:
-        writer.hset(f"{prefix}{key // 100}", str(key % 100), "1|[1,2,3]")
-    writer.execute()
-    started = time.perf_counter()
-    for start in range(0, len(record_keys), PAGE):
-        reader = client.pipeline(transaction=False)
-        page = record_keys[start : start + PAGE]
-        buckets: dict[int, list[str]] = {}
+    for resource, page in pages:
+        fields: dict[int, list[str]] = {}
         for key in page:
-            buckets.setdefault(key // 100, []).append(str(key % 100))
-        for bucket, fields in buckets.items():
-            reader.hmget(f"{prefix}{bucket}", fields)
-        reader.execute()
-    elapsed = time.perf_counter() - started
-    for name in client.scan_iter(f"{prefix}*", count=1000):
+            bucket, field = keys.bucket_of(key)
+            fields.setdefault(bucket, []).append(field)
+        reader = client.pipeline(transaction=False)
+        for bucket, names in fields.items():
+            reader.hmget(_hash_name(box, resource, bucket), names)
+        read += sum(len(values) for values in reader.execute())
+    return read / (time.perf_counter() - started)
+
+
+def drop_hashes(client: redis.Redis) -> None:
+    """Delete the hashes `store_hashes` wrote."""
+    for name in client.scan_iter(f"{_HASH_PREFIX}:*", count=1000):
         client.delete(name)
-    return len(record_keys) / elapsed
+
+
+def _hash_name(box: Sandbox, resource: Resource, bucket: int) -> str:
+    return f"{_HASH_PREFIX}:{box.channel_id}:{resource.value}:{bucket}"

@@ -6,17 +6,16 @@
   bench channel, `akinon.bench.<channel>`, bound to that channel's change routing keys so
   events are routed like in production. It holds at most 20,000 messages (the broker drops
   the oldest), so a million-event run piles nothing up; it is deleted, with whatever it
-  holds, when the run ends.
+  holds, when the run ends (or by the broker an hour after a killed run).
 - Sandboxes: `python -m publisher.sandbox` in a process of its own (its CPU must not share
-  our GIL) on a free loopback port; stopped on the way out, and told by the kernel to stop
-  if this process dies first.
+  our GIL) on a free loopback port; stopped on the way out, and stopped by the kernel if
+  this process dies first (see `bench.guard`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import signal
+import os
 import socket
 import subprocess
 import sys
@@ -27,8 +26,9 @@ from dataclasses import dataclass
 from typing import IO, Final
 
 import httpx
-import kombu
 import redis
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue, binding
 
 from publisher import keys
 from publisher.akinon import AkinonClient
@@ -42,7 +42,6 @@ AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN: Final = "bench-token"
 PAGE_SIZE: Final = 1000
 QUEUE_CAP: Final = 20_000
-_PR_SET_PDEATHSIG: Final = 1
 _STARTUP_SECONDS: Final = 600.0  # seeding a million records per kind takes about a minute
 
 
@@ -55,10 +54,9 @@ class Sandbox:
     size: int  # records per kind
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to send SIGTERM when our parent dies (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def guarded(module: str, *args: str) -> list[str]:
+    """Return the command that runs a module in a child that dies with this process."""
+    return [sys.executable, "-m", "bench.guard", str(os.getpid()), module, *args]
 
 
 def free_port() -> int:
@@ -84,12 +82,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def sandbox(channel_id: int, size: int) -> Iterator[Sandbox]:
     """Run a sandbox serving `size` stocks and `size` prices of one channel."""
     port = free_port()
-    command = [sys.executable, "-m", "publisher.sandbox", "--port", str(port)]
-    command += ["--channels", str(channel_id), "--size", str(size), "--token", TOKEN]
+    command = guarded(
+        "publisher.sandbox",
+        *("--port", str(port), "--channels", str(channel_id)),
+        *("--size", str(size), "--token", TOKEN),
+    )
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=log, preexec_fn=die_with_parent
-        )
+        process = subprocess.Popen(command, stdout=log, stderr=log)
         try:
             box = Sandbox(f"http://127.0.0.1:{port}", channel_id, size)
             _wait_until_up(box, process, log)
@@ -130,19 +129,20 @@ def bench_queue(channel_id: int) -> Iterator[str]:
     """Bind a capped queue to a channel's change events; delete it afterwards."""
     routes = {Resource.STOCK: keys.STOCK_EXCHANGE, Resource.PRICE: keys.PRICE_EXCHANGE}
     bindings = [
-        kombu.binding(
-            kombu.Exchange(exchange, "topic", passive=True),
+        binding(
+            Exchange(exchange, "topic", passive=True),
             routing_key=keys.changed_routing_key(resource, channel_id),
         )
         for resource, exchange in routes.items()
     ]
-    queue = kombu.Queue(
+    queue = Queue(
         f"akinon.bench.{channel_id}",
         bindings=bindings,
         durable=False,
-        queue_arguments={"x-max-length": QUEUE_CAP},
+        # A run killed outright cannot delete it: the broker does, an hour after its last use.
+        queue_arguments={"x-max-length": QUEUE_CAP, "x-expires": 3_600_000},
     )
-    with kombu.Connection(AMQP_URL) as connection:
+    with Connection(AMQP_URL) as connection:
         channel = connection.channel()
         declare_topology(channel)
         bound = queue.bind(channel)

@@ -100,6 +100,9 @@ def render(rows: list[Row]) -> str:
     """Return the rows as an aligned text table under a header line."""
     table = [HEADER, *(row.cells() for row in rows)]
     widths = [max(len(line[column]) for line in table) for column in range(len(HEADER))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in table]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in table
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
