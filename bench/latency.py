@@ -52,6 +52,9 @@ class _Log:
 
     changed: dict[tuple[str, int], float] = field(default_factory=dict)
     arrived: dict[tuple[str, int], float] = field(default_factory=dict)
+    # What each change wrote: only the event carrying it counts as its arrival (an earlier
+    # event for the same record, say from the first round, must not).
+    expected: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     def delays(self) -> list[float]:
         return sorted(self.arrived[k] - t for k, t in self.changed.items() if k in self.arrived)
@@ -126,10 +129,15 @@ def _make_changes(box: Sandbox, changes: int, log: _Log) -> None:
             resource = Resource.STOCK if number % 2 == 0 else Resource.PRICE
             key = first_key(box.channel_id) + index
             time.sleep(rng.uniform(0.1, 0.5))
-            log.changed[(resource.value, key)] = time.monotonic()
             body = _change(resource, key, number)
+            log.expected[(resource.value, key)] = _marker(resource, body)
+            log.changed[(resource.value, key)] = time.monotonic()
             url = f"/_control/records/{box.channel_id}/{resource.value}"
             client.post(url, json=body).raise_for_status()
+
+
+def _marker(resource: Resource, content: dict[str, Any]) -> Any:
+    return content["stock"] if resource is Resource.STOCK else content["price"]
 
 
 def _change(resource: Resource, key: int, number: int) -> dict[str, Any]:
@@ -165,7 +173,10 @@ class _Arrivals:
         now = time.monotonic()
         document = orjson.loads(message.body)
         kind = document["type"].partition(".")[0]
-        self._log.arrived.setdefault((kind, document["data"]["key"]), now)
+        where = (kind, document["data"]["key"])
+        expected = self._log.expected.get(where)
+        if expected is not None and _marker(Resource(kind), document["data"]["after"]) == expected:
+            self._log.arrived.setdefault(where, now)
 
     def __enter__(self) -> Connection:
         self._consumer.consume()

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
 from psycopg import sql
 
-from publisher.consumer import RedisStore, SequenceStore, Subscription
+from publisher.consumer import RedisStore, SequenceStore, Subscription, stop_on_signals
 from publisher.events import CloudEvent, PriceChanged, RecordRejected, StockChanged
 
 log = logging.getLogger("erp_connector")
@@ -207,15 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.once:
                 print(subscription.drain(args.idle).as_dict())
             else:
-                subscription.run(_stop_on_signals())
+                subscription.run(stop_on_signals())
     return 0
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
-    return stop
 
 
 if __name__ == "__main__":

@@ -18,17 +18,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sqlite3
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 import orjson
 
-from publisher.consumer import RedisStore, SequenceStore, Subscription
+from publisher.consumer import RedisStore, SequenceStore, Subscription, stop_on_signals
 from publisher.events import CloudEvent, PriceChanged, StockChanged
 
 Push = Callable[[dict[str, Any]], None]
@@ -194,17 +192,10 @@ def main(argv: Sequence[str] | None = None, push: Push = print_push) -> int:
             if args.once:
                 subscription.drain(args.idle)
             else:
-                subscription.run(_stop_on_signals())
+                subscription.run(stop_on_signals())
     finally:
         db.close()
     return 0
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
-    return stop
 
 
 if __name__ == "__main__":

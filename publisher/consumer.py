@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -836,3 +837,11 @@ def follow(
                 link.pump(0.5)
     finally:
         link.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """Return an event that SIGINT or SIGTERM sets: hand it to `Subscription.run`."""
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
