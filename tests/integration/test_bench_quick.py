@@ -1,7 +1,7 @@
 """`python -m bench --quick` runs end to end and reports every figure with a number.
 
 Nothing here asserts a rate, a ratio or a verdict: CI machines are shared and noisy, and the
-figures are for people to read. It needs Redis and RabbitMQ, and flushes Redis database 14.
+figures are for people to read. It needs Redis and RabbitMQ; the run cleans up after itself.
 """
 
 from __future__ import annotations

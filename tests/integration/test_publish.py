@@ -83,13 +83,14 @@ def test_an_event_no_queue_wants_lands_in_the_unrouted_queue(
         events = _events(channel_id, 3)
         publisher.publish(events)
         publisher.close()
-        ids = set()
-        for _ in events:
+        wanted = {e.id for e in events}
+        ids: set[str] = set()
+        while not wanted <= ids:  # others may leave events in the shared queue too
             message = unrouted.get(timeout=5)
             ids.add(message.properties["message_id"])
             message.ack()
         unrouted.close()
-    assert ids == {e.id for e in events}
+    assert wanted <= ids
 
 
 def test_publisher_survives_many_batches_on_one_connection(
