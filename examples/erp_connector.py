@@ -28,7 +28,13 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from publisher.consumer import RedisStore, SequenceStore, Subscription, stop_on_signals
+from publisher.consumer import (
+    RedisStore,
+    SequenceStore,
+    Subscription,
+    change_patterns,
+    stop_on_signals,
+)
 from publisher.events import CloudEvent, PriceChanged, RecordRejected, StockChanged
 
 log = logging.getLogger("erp_connector")
@@ -159,13 +165,6 @@ class ErpConnector:
             return list(cursor.execute(query))
 
 
-def patterns_for(channels: Sequence[int]) -> list[str]:
-    """Return the routing-key patterns of stock and price changes of these channels (or all)."""
-    if not channels:
-        return ["stock.changed.*", "price.changed.*"]
-    return [f"{kind}.changed.{channel}" for channel in channels for kind in ("stock", "price")]
-
-
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m examples.erp_connector", description=__doc__)
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://localhost//"))
@@ -196,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Subscription(
             args.amqp_url,
             queue=args.queue,
-            patterns=patterns_for(args.channel),
+            patterns=change_patterns(args.channel),
             handler=connector.handle,
             dedupe=store,
             prefetch=args.prefetch,

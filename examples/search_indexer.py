@@ -26,7 +26,13 @@ from typing import Any, Final
 
 import orjson
 
-from publisher.consumer import RedisStore, SequenceStore, Subscription, stop_on_signals
+from publisher.consumer import (
+    RedisStore,
+    SequenceStore,
+    Subscription,
+    change_patterns,
+    stop_on_signals,
+)
 from publisher.events import CloudEvent, PriceChanged, StockChanged
 
 Push = Callable[[dict[str, Any]], None]
@@ -151,13 +157,6 @@ class SearchIndexer:
         return [document(row) for row in rows]
 
 
-def patterns_for(channels: Sequence[int]) -> list[str]:
-    """Return the routing-key patterns of stock and price changes of these channels (or all)."""
-    if not channels:
-        return ["stock.changed.*", "price.changed.*"]
-    return [f"{kind}.changed.{channel}" for channel in channels for kind in ("stock", "price")]
-
-
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m examples.search_indexer", description=__doc__)
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://localhost//"))
@@ -184,7 +183,7 @@ def main(argv: Sequence[str] | None = None, push: Push = print_push) -> int:
         with Subscription(
             args.amqp_url,
             queue=args.queue,
-            patterns=patterns_for(args.channel),
+            patterns=change_patterns(args.channel),
             handler=indexer.handle,
             dedupe=store,
             prefetch=args.prefetch,

@@ -845,3 +845,14 @@ def stop_on_signals() -> threading.Event:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
     return stop
+
+
+def change_patterns(channels: Sequence[int]) -> list[str]:
+    """Return the routing-key patterns of stock and price changes of these channels (or all)."""
+    if not channels:
+        return ["stock.changed.*", "price.changed.*"]
+    return [
+        keys.changed_routing_key(resource, channel)
+        for channel in channels
+        for resource in (Resource.STOCK, Resource.PRICE)
+    ]

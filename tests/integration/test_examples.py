@@ -17,7 +17,7 @@ import pytest
 from examples import erp_connector, search_indexer
 from examples.erp_connector import ErpConnector
 from examples.search_indexer import SearchIndexer
-from publisher.consumer import Subscription, read_event, replay_dead_letters
+from publisher.consumer import Subscription, change_patterns, read_event, replay_dead_letters
 from publisher.diff import Stored, diff_page
 from publisher.events import CloudEvent, EventContext, OutgoingEvent, change_event
 from publisher.publish import KombuPublisher
@@ -98,7 +98,7 @@ def subscribe(amqp_url: str, channel_id: int, queue: str) -> Iterator[Callable[.
         subscription = Subscription(
             amqp_url,
             queue=queue,
-            patterns=erp_connector.patterns_for([channel_id]),
+            patterns=change_patterns([channel_id]),
             handler=handler,
             **options,
         )
