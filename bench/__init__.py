@@ -7,9 +7,10 @@ run on the same machine: (a) httpx page fetch + JSON decode, (b) py-amqp confirm
 publishing, (c) pipelined Redis HMGET.
 
 The pipeline runs here, through the real edges; the sandbox runs in a process of its own.
-Full runs keep the best of 3 for every throughput figure and ceiling; quick runs take each
-once. Redis database 14 is flushed at the start and the end of a run (see `bench.env` for
-everything a run touches).
+Full runs take each throughput figure 3 or 5 times, each time next to its ceiling, and keep
+the best of each (see `bench.suite`); quick runs take each once. A run works on channel
+ids of its own and cleans up after itself, so runs may overlap (see `bench.env` for
+everything a run touches: keys in Redis database 14, broker queues, processes).
 
 Modules: `env` (processes, Redis, broker), `ceilings` (a, c), `publishing` (b, kombu),
 `workloads` (full-scan passes, Redis memory), `latency`, `rss` (peak memory, in a child),

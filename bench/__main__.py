@@ -20,7 +20,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure the pipeline against the raw ceilings of its parts, in one run. "
-        "Needs Redis (database 14 is flushed) and RabbitMQ on loopback.",
+        "Needs Redis (keys of its own in database 14) and RabbitMQ on loopback.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="10,000 records per kind, every figure taken once"

@@ -1,12 +1,17 @@
 """Start, reach and clean up what a run touches outside its own process.
 
-- Redis database 14 (`REDIS_URL`): emptied with FLUSHDB when a run starts and when it ends,
-  so keep nothing else in it.
+Runs may overlap (the test suite runs `--quick` while someone runs the full suite), so a
+run shares nothing with another: it works on two channel ids of its own (`run_channels`,
+from the process id), and everything below is named after them.
+
+- Redis database 14 (`REDIS_URL`): the channels' state keys (`akp:{<channel>:...`) and the
+  ceiling's hashes (`bench:<channel>:...`), deleted when a run starts and when it ends.
+  There is no FLUSHDB: other keys in the database are left alone.
 - RabbitMQ: the project's exchanges (declared if missing) and one non-durable queue per
-  bench channel, `akinon.bench.<channel>`, bound to that channel's change routing keys so
-  events are routed like in production. It holds at most 20,000 messages (the broker drops
-  the oldest), so a million-event run piles nothing up; it is deleted, with whatever it
-  holds, when the run ends (or by the broker an hour after a killed run).
+  channel, `akinon.bench.<channel>`, bound to that channel's change routing keys so events
+  are routed like in production. It holds at most 20,000 messages (the broker drops the
+  oldest), so a million-event run piles nothing up; it is deleted, with whatever it holds,
+  when the run ends (or by the broker an hour after a killed run).
 - Sandboxes: `python -m publisher.sandbox` in a process of its own (its CPU must not share
   our GIL) on a free loopback port; stopped on the way out, and stopped by the kernel if
   this process dies first (see `bench.guard`).
@@ -21,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Final
 
@@ -42,6 +47,7 @@ AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN: Final = "bench-token"
 PAGE_SIZE: Final = 1000
 QUEUE_CAP: Final = 20_000
+SCRATCH_PREFIX: Final = "bench"
 _STARTUP_SECONDS: Final = 600.0  # seeding a million records per kind takes about a minute
 
 
@@ -112,16 +118,31 @@ def _wait_until_up(box: Sandbox, process: subprocess.Popen[bytes], log: IO[bytes
     raise RuntimeError(f"the sandbox did not answer within {_STARTUP_SECONDS:g}s")
 
 
+def run_channels() -> tuple[int, int]:
+    """Return this run's two channel ids: one for the main sandbox, one for the RSS runs."""
+    base = 900_000 + os.getpid() % 50_000 * 2
+    return base, base + 1
+
+
 @contextlib.contextmanager
-def bench_redis() -> Iterator[redis.Redis]:
-    """Yield a client of the bench database, emptied before and after."""
+def bench_redis(channel_ids: Iterable[int]) -> Iterator[redis.Redis]:
+    """Yield a client of the bench database; delete the channels' keys before and after."""
     client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
+    channels = list(channel_ids)
     try:
+        for channel_id in channels:
+            scrub(client, channel_id)
         yield client
     finally:
-        client.flushdb()
+        for channel_id in channels:
+            scrub(client, channel_id)
         client.close()
+
+
+def scrub(client: redis.Redis, channel_id: int) -> None:
+    """Delete every key a run wrote for a channel: its state and the ceiling's hashes."""
+    forget(client, channel_id)
+    _delete_matching(client, f"{SCRATCH_PREFIX}:{channel_id}:*")
 
 
 @contextlib.contextmanager
@@ -146,6 +167,7 @@ def bench_queue(channel_id: int) -> Iterator[str]:
         channel = connection.channel()
         declare_topology(channel)
         bound = queue.bind(channel)
+        bound.delete()  # a killed run's leftover, if any: start empty
         bound.declare()
         try:
             yield queue.name
@@ -164,12 +186,15 @@ def edges_for(box: Sandbox) -> Edges:
     )
 
 
-def forget(client: redis.Redis, channel_id: int) -> int:
-    """Delete every state key of a channel (both kinds); return how many went."""
-    names = list(client.scan_iter(state_pattern(channel_id), count=1000))
+def forget(client: redis.Redis, channel_id: int) -> None:
+    """Delete every state key of a channel (both kinds): its records become new again."""
+    _delete_matching(client, state_pattern(channel_id))
+
+
+def _delete_matching(client: redis.Redis, pattern: str) -> None:
+    names = list(client.scan_iter(pattern, count=1000))
     for start in range(0, len(names), 1000):
         client.delete(*names[start : start + 1000])
-    return len(names)
 
 
 def state_pattern(channel_id: int) -> str:

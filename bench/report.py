@@ -51,6 +51,7 @@ class Row:
     ceiling: float | None = None
     target: Target | None = None
     note: str = ""
+    samples: tuple[float, ...] = ()  # every run's value, when the value is their median
 
     @property
     def ratio(self) -> float | None:
@@ -74,8 +75,15 @@ class Row:
             f"{ratio:.2f}" if ratio is not None else "",
             self.target.describe() if self.target else "",
             self.verdict,
-            self.note,
+            "; ".join(part for part in (self.spread(), self.note) if part),
         )
+
+    def spread(self) -> str:
+        """Say how many runs the value is the median of, and their range."""
+        if len(self.samples) < 2:
+            return ""
+        low, high = _number(min(self.samples)), _number(max(self.samples))
+        return f"median of {len(self.samples)}, {low} to {high}"
 
     def as_json(self) -> dict[str, Any]:
         """Return the row as plain values, derived columns included."""
@@ -88,6 +96,7 @@ class Row:
             "target": self.target.describe() if self.target else None,
             "verdict": self.verdict or None,
             "note": self.note,
+            "samples": list(self.samples),
         }
 
 
