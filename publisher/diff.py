@@ -3,22 +3,24 @@
     raw page + stored state  ->  PageDiff(changes, rejections, unchanged)
 
 A record whose raw canonical form equals its stored one is unchanged and is not validated
-(the fast path). Any other record is validated into a typed model: a valid one whose model
-form still equals the stored one was only touched (say `modified_date` moved) and counts as
-unchanged; a valid one that differs is a `Change`; an invalid one is a `Rejection`, alone,
-and the rest of the page goes on.
+(the fast path: a page's forms are made in C, and since a form holds its key, one set
+lookup per record against the stored forms settles it). Any other record is validated
+into a typed model: a valid one whose model form still equals the stored one was only
+touched (say `modified_date` moved) and counts as unchanged; a valid one that differs is a
+`Change`; an invalid one is a `Rejection`, alone, and the rest of the page goes on.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
-from publisher.fingerprint import raw_canonical, raw_digest, record_canonical
+from publisher.fingerprint import page_canonicals, raw_digest, record_canonical
 from publisher.records import MODELS, Record, Resource
 
 Operation = Literal["created", "updated"]
@@ -30,6 +32,49 @@ class Stored:
 
     sequence: int
     canonical: bytes
+
+
+class StoredPage(Mapping[int, Stored]):
+    """The stored versions of one page's keys (key -> `Stored`), and their canonical forms.
+
+    A record whose raw form is in `forms` is unchanged (a form starts with its key, so it
+    can only match its own record's version); only the others are looked up in `versions`,
+    which a store may parse lazily. `overlay` puts newer, not yet committed versions on top.
+    """
+
+    __slots__ = ("_newer", "forms", "versions")
+
+    def __init__(self, versions: Mapping[int, Stored], forms: set[bytes] | None = None) -> None:
+        self.versions = versions
+        self.forms = {s.canonical for s in versions.values()} if forms is None else forms
+        self._newer: dict[int, Stored] = {}
+
+    def __getitem__(self, key: int) -> Stored:
+        found = self.current(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self._newer
+        yield from (key for key in self.versions if key not in self._newer)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def current(self, key: int) -> Stored | None:
+        """Return the current version of a key, or None if it has none."""
+        newer = self._newer.get(key)
+        return newer if newer is not None else self.versions.get(key)
+
+    def overlay(self, newer: Mapping[int, Stored]) -> None:
+        """Make these versions current, replacing what was loaded for their keys."""
+        for key, version in newer.items():
+            replaced = self.current(key)
+            if replaced is not None:
+                self.forms.discard(replaced.canonical)
+            self.forms.add(version.canonical)
+            self._newer[key] = version
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +166,7 @@ def describe_errors(error: ValidationError) -> str:
 def diff_page(
     resource: Resource,
     raws: Sequence[Any],
-    stored: Mapping[int, Stored],
+    stored: StoredPage | Mapping[int, Stored],
     keys: Sequence[int | None] | None = None,
 ) -> PageDiff:
     """Split a page into changes, rejections and unchanged records.
@@ -129,16 +174,19 @@ def diff_page(
     `keys` are the records' keys from `page_keys`, when the caller already has them.
     """
     result = PageDiff(seen=len(raws), newest_modified=newest_modified(raws))
-    current = dict(stored)  # a key repeated within the page compares with its newer self
+    page = stored if isinstance(stored, StoredPage) else StoredPage(stored)
     if keys is None:
         keys = page_keys(resource, raws)
-    for raw, key in zip(raws, keys, strict=True):
-        previous = current.get(key) if key is not None else None
-        if (
-            previous is not None
-            and isinstance(raw, dict)
-            and raw_canonical(resource, raw) == previous.canonical
-        ):
+    known = page.forms
+    # A key seen twice in the page compares with its newer self, in page order.
+    repeated = _repeated(keys)
+    newer: dict[int, Stored] = {}
+    for raw, key, form in zip(raws, keys, page_canonicals(resource, raws), strict=True):
+        if form in known and key not in repeated:
+            result.unchanged += 1
+            continue
+        previous = None if key is None else newer.get(key) or page.current(key)
+        if previous is not None and form == previous.canonical:
             result.unchanged += 1
             continue
         outcome = _classify(resource, raw, key, previous)
@@ -148,8 +196,14 @@ def diff_page(
             result.unchanged += 1
         else:
             result.changes.append(outcome)
-            current[outcome.key] = Stored(outcome.sequence, outcome.after)
+            newer[outcome.key] = Stored(outcome.sequence, outcome.after)
     return result
+
+
+def _repeated(keys: Sequence[int | None]) -> set[int | None]:
+    if len(set(keys)) == len(keys):
+        return set()
+    return {key for key, count in Counter(keys).items() if count > 1}
 
 
 def _classify(

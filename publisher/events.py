@@ -230,8 +230,8 @@ def changed_fields(
 def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
     """Build the `stock.changed` / `price.changed` event of one change."""
     resource = ctx.resource
-    before = None if change.before is None else content_of(resource, change.key, change.before)
-    after = change.content or content_of(resource, change.key, change.after)
+    before = None if change.before is None else content_of(resource, change.before)
+    after = change.content or content_of(resource, change.after)
     fp = digest(change.after)
     ident = _uuid_text(f"{ctx.id_prefix}{change.key}|{change.sequence}|{fp}")
     time = change.record.modified_date

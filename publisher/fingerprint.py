@@ -1,15 +1,15 @@
 """Reduce a record to its canonical content and digest it (pure: no I/O).
 
-A record's *canonical form* is the compact JSON array of its content fields after the key
-(`STORED_FIELDS`), in a fixed order: decimals as their decimal strings, numbers as numbers,
+A record's *canonical form* is the compact JSON array of its content fields, key first
+(`CONTENT_FIELDS`), in a fixed order: decimals as their decimal strings, numbers as numbers,
 nested objects with sorted keys. The state store keeps it per record; the diff compares it
-byte for byte; an event's `before` is decoded from it; and its digest identifies a
-version of a record.
+byte for byte (with the key inside, one set lookup tells whether a record is unchanged); an
+event's `before` is decoded from it; and its digest identifies a version of a record.
 
 Two ways in, one result for a valid record:
-- `raw_canonical` works on the decoded JSON dict, without building a model. It is the fast
-  path: a record whose raw canonical form equals the stored one is unchanged and is never
-  turned into a model.
+- `raw_canonical` (and `page_canonicals` for a whole page) works on the decoded JSON dict,
+  without building a model. It is the fast path: a record whose raw canonical form equals
+  the stored one is unchanged and is never turned into a model.
 - `record_canonical` works on a validated record; this is the form that gets stored.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -25,13 +26,14 @@ import orjson
 from publisher.records import CONTENT_FIELDS, DECIMAL_FIELDS, Record, Resource, StockRecord
 
 _DUMP_OPTIONS: Final = orjson.OPT_SORT_KEYS
+_DUMP: Final = partial(orjson.dumps, option=_DUMP_OPTIONS)
 
-# The key comes first in every content field list; it is stored as the bucket field instead.
-STORED_FIELDS: Final[dict[Resource, tuple[str, ...]]] = {
-    resource: fields[1:] for resource, fields in CONTENT_FIELDS.items()
-}
+# How a record's content fields are taken, tried in order: prices also come keyed by `pk`.
 _GETTERS: Final = {
-    resource: operator.itemgetter(*fields) for resource, fields in STORED_FIELDS.items()
+    Resource.STOCK: (operator.itemgetter(*CONTENT_FIELDS[Resource.STOCK]),),
+    Resource.PRICE: tuple(
+        operator.itemgetter(key, *CONTENT_FIELDS[Resource.PRICE][1:]) for key in ("id", "pk")
+    ),
 }
 
 
@@ -51,10 +53,26 @@ def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
     field, gets a form that matches no stored one and goes the slow way (validation),
     which still finds it unchanged if it is.
     """
-    try:
-        return orjson.dumps(_GETTERS[resource](raw), option=_DUMP_OPTIONS)
-    except (KeyError, TypeError):
-        return None
+    for getter in _GETTERS[resource]:
+        try:
+            return orjson.dumps(getter(raw), option=_DUMP_OPTIONS)
+        except (KeyError, TypeError):
+            continue
+    return None
+
+
+def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | None]:
+    """Return `raw_canonical` of every record of a page, in page order.
+
+    The whole page goes through C (`map` of the getter and of the dump) unless one record
+    is odd (not a dict, a field missing); then each record is tried on its own.
+    """
+    for getter in _GETTERS[resource]:
+        try:
+            return list(map(_DUMP, map(getter, raws)))
+        except (KeyError, TypeError):
+            continue
+    return [raw_canonical(resource, raw) for raw in raws]
 
 
 def record_canonical(record: Record) -> tuple[bytes, dict[str, Any]]:
@@ -66,16 +84,13 @@ def record_canonical(record: Record) -> tuple[bytes, dict[str, Any]]:
         name: _decimal_text(attributes[name]) if name in decimals else attributes[name]
         for name in CONTENT_FIELDS[resource]
     }
-    values = list(content.values())[1:]
-    return orjson.dumps(values, option=_DUMP_OPTIONS), content
+    return orjson.dumps(list(content.values()), option=_DUMP_OPTIONS), content
 
 
-def content_of(resource: Resource, key: int, canonical: bytes) -> dict[str, Any]:
-    """Turn a key and a canonical form back into the field -> value content of an event."""
+def content_of(resource: Resource, canonical: bytes) -> dict[str, Any]:
+    """Turn a canonical form back into the field -> value content of an event."""
     values: Sequence[Any] = orjson.loads(canonical)
-    content = {CONTENT_FIELDS[resource][0]: key}
-    content.update(zip(STORED_FIELDS[resource], values, strict=True))
-    return content
+    return dict(zip(CONTENT_FIELDS[resource], values, strict=True))
 
 
 def digest(data: bytes) -> str:

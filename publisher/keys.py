@@ -13,8 +13,8 @@ from publisher.records import Resource
 
 KEY_PREFIX: Final = "akp"
 
-# Records are grouped into hashes of BUCKET_SIZE consecutive keys so that Redis can keep each
-# hash in its compact listpack encoding (far less memory than one top-level key per record).
+# Records are grouped into buckets of BUCKET_SIZE consecutive keys, one compressed string each
+# (see `publisher.state`): far less memory than one top-level key per record, one MGET a page.
 BUCKET_SIZE: Final = 100
 
 STOCK_EXCHANGE: Final = "akinon.stock"
@@ -29,7 +29,7 @@ def _tag(channel_id: int, resource: Resource) -> str:
 
 
 def state_bucket(channel_id: int, resource: Resource, bucket: int) -> str:
-    """Return the hash holding the stored state of one bucket of record keys."""
+    """Return the string holding the stored state of one bucket of record keys."""
     return f"{_tag(channel_id, resource)}:s:{bucket}"
 
 

@@ -200,7 +200,7 @@ def prepare_page(
     stored = state.load(channel_id, resource, distinct)
     if in_flight is not None:  # the page before is not committed yet: see its new state
         pending = in_flight.pending_state()
-        stored.update({k: pending[k] for k in distinct if k in pending})
+        stored.overlay({k: pending[k] for k in pending.keys() & set(distinct)})
     diff = diff_page(resource, raws, stored, keys)
     rejected_keys = [r.key for r in diff.rejections if r.key is not None]
     rejections = unreported(

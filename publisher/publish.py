@@ -199,6 +199,8 @@ class KombuPublisher:
 
     def _send(self, events: Sequence[OutgoingEvent]) -> int:
         self._ensure_open()
+        if not events:  # an unchanged page: nothing to write, nothing new to wait for
+            return self._tracker.published
         if self._producer is not None:
             for event in events:
                 self._producer.publish(

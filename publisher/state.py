@@ -7,11 +7,14 @@ one page at a time, never a round trip per record, and writes happen only after 
 confirmed the page's events.
 
 Redis layout: records are grouped in buckets of `keys.BUCKET_SIZE` consecutive keys; each
-bucket is one string: zlib-compressed lines ``<key % size> <sequence> <canonical>``
-(canonical JSON holds no newline). A page of 1,000 records is one MGET of about ten
-strings, split in C; a hundred similar records compress to a few dozen bytes each. A
-commit merges its changes into the buckets it touches under WATCH/MULTI, so it never
-overwrites what it did not read.
+bucket is one zlib-compressed string of lines: a header ``=<sequence> <sequence> …``, then
+each record's canonical form (compact JSON, key first, never a newline), in header order.
+A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
+gives the set of stored forms the diff checks unchanged records against, and a record's
+sequence is only looked up when it changed. A hundred similar records compress to a few
+dozen bytes each. A commit merges its changes into the buckets it touches under
+WATCH/MULTI, so it never overwrites what it did not read. (Buckets written before the key
+moved into the form, as lines ``<key % size> <sequence> <form without key>``, still read.)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import re
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
@@ -28,22 +31,21 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from publisher import keys
-from publisher.diff import Change, Rejection, Stored
+from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
 
 _COMPRESSION: Final = 1  # zlib's fastest level already shrinks a bucket several times over
 
-Bucket = dict[bytes, Stored]
-_LINE: Final = re.compile(rb"^(\d+) (\d+) (.*)$", re.MULTILINE)
+_HEADER: Final = b"="
+_FORM_KEY: Final = re.compile(rb"^\[(-?\d+)[,\]]", re.MULTILINE)
+_LEGACY_LINE: Final = re.compile(rb"^(\d+) (\d+) \[(.*)$", re.MULTILINE)
 
 
 class StateStore(Protocol):
     """Read and commit the stored state of one (channel, resource) at a time."""
 
-    def load(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, Stored]:
+    def load(self, channel_id: int, resource: Resource, record_keys: Sequence[int]) -> StoredPage:
         """Return the stored state of those keys that have one."""
         ...
 
@@ -76,28 +78,77 @@ class StateStore(Protocol):
         ...
 
 
-def encode_bucket(bucket: Bucket) -> bytes:
-    """Encode one bucket's entries as the string Redis keeps."""
-    lines = [b"%s %d %s" % (field, s.sequence, s.canonical) for field, s in bucket.items()]
-    return zlib.compress(b"\n".join(lines), _COMPRESSION)
+def encode_bucket(entries: Iterable[Stored]) -> bytes:
+    """Encode one bucket's versions as the string Redis keeps."""
+    versions = list(entries)
+    header = _HEADER + b" ".join(b"%d" % v.sequence for v in versions)
+    return zlib.compress(b"\n".join([header, *(v.canonical for v in versions)]), _COMPRESSION)
 
 
-def decode_bucket(blob: bytes | str | None) -> Bucket:
-    """Decode a bucket string (None: an empty bucket)."""
-    if not blob:
-        return {}
-    data = blob if isinstance(blob, bytes) else blob.encode()
-    entries = _LINE.findall(zlib.decompress(data))
-    return {field: Stored(int(sequence), canonical) for field, sequence, canonical in entries}
+class Bucket:
+    """One bucket's text: every stored form at once, a version parsed only when asked for."""
+
+    __slots__ = ("_sequences", "forms", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        header, *self.forms = text.split(b"\n")
+        self._sequences = header[len(_HEADER) :].split()
+
+    @classmethod
+    def decode(cls, blob: bytes | str | None, number: int) -> Bucket:
+        """Decompress a bucket string (None: an empty bucket); `number` places legacy ones."""
+        if not blob:
+            return cls(_HEADER)
+        text = zlib.decompress(blob if isinstance(blob, bytes) else blob.encode())
+        return cls(text if text.startswith(_HEADER) else _upgrade(text, number))
+
+    def find(self, key: int) -> Stored | None:
+        """Return the version of one key, or None if the bucket has none."""
+        at = self.text.find(b"\n[%d," % key)
+        if at < 0:
+            return None
+        index = self.text.count(b"\n", 0, at)  # the header's line break comes first
+        return Stored(int(self._sequences[index]), self.forms[index])
+
+    def versions(self) -> dict[int, Stored]:
+        """Return every version in the bucket, by key."""
+        record_keys = map(int, _FORM_KEY.findall(self.text))
+        return {
+            key: Stored(int(sequence), form)
+            for key, sequence, form in zip(record_keys, self._sequences, self.forms, strict=True)
+        }
 
 
-def _by_bucket(record_keys: Sequence[int]) -> dict[int, list[tuple[int, bytes]]]:
-    grouped: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-    size = keys.BUCKET_SIZE
-    for key in record_keys:
-        bucket, field = divmod(key, size)
-        grouped[bucket].append((key, b"%d" % field))
-    return grouped
+def _upgrade(legacy: bytes, number: int) -> bytes:
+    """Rewrite a bucket of ``<key % size> <sequence> <form without key>`` lines."""
+    base = number * keys.BUCKET_SIZE
+    lines = _LEGACY_LINE.findall(legacy)
+    header = _HEADER + b" ".join(sequence for _, sequence, _ in lines)
+    forms = (b"[%d,%s" % (base + int(field), rest) for field, _, rest in lines)
+    return b"\n".join([header, *forms])
+
+
+class _BucketVersions(Mapping[int, Stored]):
+    """The versions of some keys, found in their buckets on demand."""
+
+    def __init__(self, buckets: Mapping[int, Bucket], wanted: Iterable[int]) -> None:
+        self._buckets = buckets
+        self._wanted = set(wanted)
+
+    def __getitem__(self, key: int) -> Stored:
+        bucket = self._buckets.get(key // keys.BUCKET_SIZE)
+        found = bucket.find(key) if bucket is not None and key in self._wanted else None
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[int]:
+        for bucket in self._buckets.values():
+            yield from (key for key in bucket.versions() if key in self._wanted)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _text(value: bytes | str) -> str:
@@ -133,24 +184,19 @@ class RedisStateStore:
         """Release the connection pool."""
         self._redis.close()
 
-    def load(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, Stored]:
+    def load(self, channel_id: int, resource: Resource, record_keys: Sequence[int]) -> StoredPage:
         """Return the stored state of those keys that have one (one MGET)."""
-        grouped = _by_bucket(record_keys)
-        if not grouped:
-            return {}
-        names = [keys.state_bucket(channel_id, resource, bucket) for bucket in grouped]
+        numbers = sorted({key // keys.BUCKET_SIZE for key in record_keys})
+        if not numbers:
+            return StoredPage({})
+        names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
         with _translated("read"):
             blobs = self._redis.mget(names)
-        found: dict[int, Stored] = {}
-        for members, blob in zip(grouped.values(), blobs, strict=True):
-            entries = decode_bucket(blob)
-            for key, field in members:
-                entry = entries.get(field)
-                if entry is not None:
-                    found[key] = entry
-        return found
+        buckets = {n: Bucket.decode(blob, n) for n, blob in zip(numbers, blobs, strict=True)}
+        forms: set[bytes] = set()
+        for bucket in buckets.values():
+            forms.update(bucket.forms)
+        return StoredPage(_BucketVersions(buckets, record_keys), forms)
 
     def load_rejected(
         self, channel_id: int, resource: Resource, record_keys: Sequence[int]
@@ -175,23 +221,24 @@ class RedisStateStore:
         """Merge a page's changes into their buckets and record its rejections, atomically."""
         if not changes and not rejections:
             return
-        updates: dict[str, Bucket] = defaultdict(dict)
+        updates: dict[int, dict[int, Stored]] = defaultdict(dict)
         for change in changes:
-            bucket, field = keys.bucket_of(change.key)
-            name = keys.state_bucket(channel_id, resource, bucket)
-            updates[name][field.encode()] = Stored(change.sequence, change.after)
+            updates[change.key // keys.BUCKET_SIZE][change.key] = Stored(
+                change.sequence, change.after
+            )
+        names = [keys.state_bucket(channel_id, resource, number) for number in updates]
 
         def write(pipe: Any) -> None:
-            current = pipe.mget(list(updates)) if updates else []
+            current = pipe.mget(names) if names else []
             pipe.multi()
-            for (name, entries), blob in zip(updates.items(), current, strict=True):
-                merged = decode_bucket(blob)
+            for name, (number, entries), blob in zip(names, updates.items(), current, strict=True):
+                merged = Bucket.decode(blob, number).versions()
                 merged.update(entries)
-                pipe.set(name, encode_bucket(merged))
+                pipe.set(name, encode_bucket(merged.values()))
             _bookkeeping(pipe, channel_id, resource, changes, rejections)
 
         with _translated("write"):
-            self._redis.transaction(write, *updates)
+            self._redis.transaction(write, *names)
 
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""
@@ -243,13 +290,11 @@ class MemoryStateStore:
         self._rejected: dict[tuple[int, Resource], dict[int, str]] = defaultdict(dict)
         self._meta: dict[tuple[int, Resource], dict[str, str]] = defaultdict(dict)
 
-    def load(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, Stored]:
+    def load(self, channel_id: int, resource: Resource, record_keys: Sequence[int]) -> StoredPage:
         """Return the stored state of those keys that have one."""
         with self._lock:
             table = self._state[(channel_id, resource)]
-            return {k: table[k] for k in record_keys if k in table}
+            return StoredPage({k: table[k] for k in record_keys if k in table})
 
     def load_rejected(
         self, channel_id: int, resource: Resource, record_keys: Sequence[int]

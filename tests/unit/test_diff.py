@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from publisher.diff import Rejection, Stored, diff_page, page_keys, unreported
+from publisher.diff import Rejection, Stored, StoredPage, diff_page, page_keys, unreported
 from publisher.fingerprint import record_canonical
 from publisher.records import Resource, StockRecord
 from tests.factories import price, stock
@@ -45,7 +45,7 @@ def test_a_real_change_carries_before_and_the_next_sequence() -> None:
     assert change.sequence == 5
     assert change.before == stored[1].canonical
     assert change.content["stock"] == 3
-    assert change.after.startswith(b'[1001,"qty",3,')  # the canonical form omits the key
+    assert change.after.startswith(b'[1,1001,"qty",3,')  # the key, then the content
 
 
 def test_an_invalid_record_is_rejected_alone() -> None:
@@ -82,3 +82,27 @@ def test_a_rejection_is_reported_once_per_distinct_content() -> None:
     new = Rejection(2, "bad", {"pk": 2}, "d2")
     keyless = Rejection(None, "bad", "x", "d3")
     assert unreported([old, new, keyless], {1: "d1", 2: "older"}) == [new, keyless]
+
+
+def test_a_repeated_key_is_compared_in_page_order_even_when_a_copy_is_stored() -> None:
+    stored = {1: _stored(stock(1, stock=10), sequence=3)}
+    page = [stock(1, stock=2), stock(1, stock=10)]
+    diff = diff_page(Resource.STOCK, page, stored)
+    assert [(c.sequence, c.content["stock"]) for c in diff.changes] == [(4, 2), (5, 10)]
+
+
+def test_an_overlaid_version_replaces_the_loaded_one() -> None:
+    loaded = StoredPage({1: _stored(stock(1, stock=10), sequence=3)})
+    loaded.overlay({1: _stored(stock(1, stock=4), sequence=4)})  # not committed yet
+    back = diff_page(Resource.STOCK, [stock(1, stock=10)], loaded)
+    assert [(c.sequence, c.operation) for c in back.changes] == [(5, "updated")]
+    same = diff_page(Resource.STOCK, [stock(1, stock=4)], loaded)
+    assert (same.changes, same.unchanged) == ([], 1)
+
+
+def test_a_form_of_another_key_never_counts_as_unchanged() -> None:
+    # Records 1 and 2 with the same content: their forms differ by the key they start with.
+    twin = {"product": 5}
+    loaded = StoredPage({1: _stored(stock(1, **twin))})
+    diff = diff_page(Resource.STOCK, [stock(2, **twin)], loaded)
+    assert [(c.key, c.operation) for c in diff.changes] == [(2, "created")]

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from publisher.fingerprint import content_of, raw_canonical, record_canonical
+from publisher.fingerprint import content_of, page_canonicals, raw_canonical, record_canonical
 from publisher.records import PriceRecord, Resource, StockRecord
 from tests.factories import price, stock
 
@@ -24,7 +24,19 @@ def test_fast_path_matches_the_stored_form_of_a_valid_record(
     model = StockRecord if resource is Resource.STOCK else PriceRecord
     canonical, content = record_canonical(model.model_validate(raw))
     assert raw_canonical(resource, raw) == canonical
-    assert content_of(resource, raw.get("id", raw.get("pk")), canonical) == content
+    assert content_of(resource, canonical) == content
+    assert page_canonicals(resource, [raw, raw]) == [canonical, canonical]
+
+
+def test_the_canonical_form_starts_with_the_key() -> None:
+    assert raw_canonical(Resource.STOCK, stock(7, stock=3)) == (b'[7,1007,"qty",3,0,{},7,null,10]')
+
+
+def test_a_page_with_an_odd_record_still_gets_every_other_form() -> None:
+    page = [stock(1), "not a record", {"pk": 2}, stock(3)]
+    forms = page_canonicals(Resource.STOCK, page)
+    assert forms == [raw_canonical(Resource.STOCK, stock(1)), None, None, forms[3]]
+    assert forms[3] is not None and forms[3].startswith(b"[3,")
 
 
 def test_dates_are_not_content() -> None:
@@ -53,6 +65,7 @@ def test_price_key_may_arrive_as_pk() -> None:
     raw = price(9)
     raw["pk"] = raw.pop("id")
     assert raw_canonical(Resource.PRICE, raw) == raw_canonical(Resource.PRICE, price(9))
+    assert page_canonicals(Resource.PRICE, [raw]) == [raw_canonical(Resource.PRICE, price(9))]
     assert PriceRecord.model_validate(raw).key == 9
 
 

@@ -1,0 +1,43 @@
+"""The bucket strings the Redis state store keeps: pure encoding, no server."""
+
+from __future__ import annotations
+
+import zlib
+
+from publisher.diff import Stored
+from publisher.state import Bucket, encode_bucket
+
+
+def _form(key: int, stock: int) -> bytes:
+    return b'[%d,1,"qty",%d,0,{},7,null,null]' % (key, stock)
+
+
+def test_a_bucket_round_trips_its_versions() -> None:
+    versions = {5: Stored(1, _form(5, 3)), 12: Stored(7, _form(12, 0)), 1: Stored(2, _form(1, 9))}
+    bucket = Bucket.decode(encode_bucket(versions.values()), 0)
+    assert bucket.versions() == versions
+    assert set(bucket.forms) == {v.canonical for v in versions.values()}
+
+
+def test_find_matches_the_whole_key_only() -> None:
+    bucket = Bucket.decode(encode_bucket([Stored(4, _form(123, 1)), Stored(9, _form(12, 2))]), 1)
+    assert bucket.find(12) == Stored(9, _form(12, 2))
+    assert bucket.find(123) == Stored(4, _form(123, 1))
+    assert bucket.find(1) is None
+    assert bucket.find(23) is None
+
+
+def test_a_missing_bucket_is_empty() -> None:
+    empty = Bucket.decode(None, 3)
+    assert (empty.forms, empty.versions(), empty.find(300)) == ([], {}, None)
+
+
+def test_a_bucket_written_before_the_key_moved_into_the_form_still_reads() -> None:
+    # The earlier layout: `<key % 100> <sequence> <form without the key>` per line.
+    legacy = b'5 3 [1,"qty",3,0,{},7,null,null]\n12 1 [1,"qty",0,0,{},7,null,null]'
+    bucket = Bucket.decode(zlib.compress(legacy), 42)
+    assert bucket.versions() == {
+        4205: Stored(3, _form(4205, 3)),
+        4212: Stored(1, _form(4212, 0)),
+    }
+    assert bucket.find(4212) == Stored(1, _form(4212, 0))
