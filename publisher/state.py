@@ -12,17 +12,20 @@ each record's canonical form (compact JSON, key first, never a newline), in head
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
 gives the set of stored forms the diff checks unchanged records against, and a record's
 sequence is only looked up when it changed. A hundred similar records compress to a few
-dozen bytes each. A commit merges its changes into the buckets it touches under
-WATCH/MULTI, so it never overwrites what it did not read. (Buckets written before the key
-moved into the form, as lines ``<key % size> <sequence> <form without key>``, still read.)
+dozen bytes each. A commit merges its changes into the bucket strings as last read or
+written and sends them, with the page's bookkeeping, to a script that writes them only if
+every bucket still holds what the merge started from: one round trip, and it never
+overwrites what it did not read. (Buckets written before the key moved into the form, as
+lines ``<key % size> <sequence> <form without key>``, still read.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
@@ -81,8 +84,12 @@ class StateStore(Protocol):
 def encode_bucket(entries: Iterable[Stored]) -> bytes:
     """Encode one bucket's versions as the string Redis keeps."""
     versions = list(entries)
-    header = _HEADER + b" ".join(b"%d" % v.sequence for v in versions)
-    return zlib.compress(b"\n".join([header, *(v.canonical for v in versions)]), _COMPRESSION)
+    return _encode([b"%d" % v.sequence for v in versions], [v.canonical for v in versions])
+
+
+def _encode(sequences: list[bytes], forms: list[bytes]) -> bytes:
+    text = b"\n".join([_HEADER + b" ".join(sequences), *forms])
+    return zlib.compress(text, _COMPRESSION)
 
 
 class Bucket:
@@ -105,11 +112,29 @@ class Bucket:
 
     def find(self, key: int) -> Stored | None:
         """Return the version of one key, or None if the bucket has none."""
+        index = self._index(key)
+        if index is None:
+            return None
+        return Stored(int(self._sequences[index]), self.forms[index])
+
+    def merged(self, newer: Mapping[int, Stored]) -> bytes:
+        """Return the encoded bucket with these versions put in (replaced or added)."""
+        sequences, forms = list(self._sequences), list(self.forms)
+        for key, version in newer.items():
+            index = self._index(key)
+            if index is None:
+                sequences.append(b"%d" % version.sequence)
+                forms.append(version.canonical)
+            else:
+                sequences[index] = b"%d" % version.sequence
+                forms[index] = version.canonical
+        return _encode(sequences, forms)
+
+    def _index(self, key: int) -> int | None:
         at = self.text.find(b"\n[%d," % key)
         if at < 0:
             return None
-        index = self.text.count(b"\n", 0, at)  # the header's line break comes first
-        return Stored(int(self._sequences[index]), self.forms[index])
+        return self.text.count(b"\n", 0, at)  # the header's line break comes first
 
     def versions(self) -> dict[int, Stored]:
         """Return every version in the bucket, by key."""
@@ -163,11 +188,51 @@ def _translated(action: str) -> Iterator[None]:
         raise StateStoreError(f"redis {action} failed: {type(exc).__name__}: {exc}") from exc
 
 
+# One commit, atomically and in one round trip: write the merged buckets only if each still
+# holds what the merge started from (compared by SHA-1; '' for a missing bucket), then the
+# bookkeeping. Returns 0, or the position of the first bucket that changed meanwhile.
+# KEYS: n buckets, the rejected hash, the meta hash.
+# ARGV: n, n expected SHA-1s, n merged strings, records created, r, r rejected (key, digest)
+#       pairs, then the keys of changed records (valid again: no longer rejected).
+_COMMIT_SCRIPT: Final = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local current = redis.call('GET', KEYS[i])
+  if (current and redis.sha1hex(current) or '') ~= ARGV[1 + i] then return i end
+end
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[1 + n + i]) end
+local at = 2 + 2 * n
+local created = tonumber(ARGV[at])
+if created > 0 then redis.call('HINCRBY', KEYS[n + 2], 'tracked', created) end
+local pairs_end = at + 1 + 2 * tonumber(ARGV[at + 1])
+for i = at + 2, pairs_end, 1000 do
+  redis.call('HSET', KEYS[n + 1], unpack(ARGV, i, math.min(i + 999, pairs_end)))
+end
+for i = pairs_end + 1, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[n + 1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return 0
+"""
+# A commit whose buckets changed under it reads them again and retries; only a second writer
+# of the same (channel, resource), which the step lock rules out, can make that happen.
+_COMMIT_ATTEMPTS: Final = 5
+# Bucket strings this store read or wrote last, so a commit need not read them again.
+_RECENT_BUCKETS: Final = 512
+
+
 class RedisStateStore:
-    """Keep state in Redis: compressed bucket strings, read and written per page."""
+    """Keep state in Redis: compressed bucket strings, read and written per page.
+
+    The store remembers the bucket strings it read or wrote last, so that committing a page
+    is one round trip: a script checks that every bucket still holds the string the merge
+    started from and writes the merged ones (or, if one changed, nothing: read and retry).
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._commit_script = client.register_script(_COMMIT_SCRIPT)
+        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStateStore:
@@ -190,8 +255,7 @@ class RedisStateStore:
         if not numbers:
             return StoredPage({})
         names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
-        with _translated("read"):
-            blobs = self._redis.mget(names)
+        blobs = self._read(names)
         buckets = {n: Bucket.decode(blob, n) for n, blob in zip(numbers, blobs, strict=True)}
         forms: set[bytes] = set()
         for bucket in buckets.values():
@@ -227,18 +291,56 @@ class RedisStateStore:
                 change.sequence, change.after
             )
         names = [keys.state_bucket(channel_id, resource, number) for number in updates]
+        script_keys = [*names, keys.rejected(channel_id, resource), keys.meta(channel_id, resource)]
+        bookkeeping = _bookkeeping(changes, rejections)
+        for _ in range(_COMMIT_ATTEMPTS):
+            bases = self._recall(names)
+            merged = [
+                Bucket.decode(base, number).merged(entries)
+                for base, (number, entries) in zip(bases, updates.items(), strict=True)
+            ]
+            expected = ["" if base is None else hashlib.sha1(base).hexdigest() for base in bases]
+            with _translated("write"):
+                conflict = self._commit_script(
+                    keys=script_keys, args=[len(names), *expected, *merged, *bookkeeping]
+                )
+            if not conflict:
+                self._remember(names, merged)
+                return
+            self._forget(names)  # read them afresh and merge again
+        raise StateStoreError(
+            f"state buckets of channel {channel_id} {resource.value} kept changing during a "
+            f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
+        )
 
-        def write(pipe: Any) -> None:
-            current = pipe.mget(names) if names else []
-            pipe.multi()
-            for name, (number, entries), blob in zip(names, updates.items(), current, strict=True):
-                merged = Bucket.decode(blob, number).versions()
-                merged.update(entries)
-                pipe.set(name, encode_bucket(merged.values()))
-            _bookkeeping(pipe, channel_id, resource, changes, rejections)
+    def _read(self, names: list[str]) -> list[bytes | None]:
+        """Read bucket strings (one MGET) and remember them."""
+        with _translated("read"):
+            found = self._redis.mget(names)
+        blobs = [v.encode() if isinstance(v, str) else v for v in found]
+        self._remember(names, blobs)
+        return blobs
 
-        with _translated("write"):
-            self._redis.transaction(write, *names)
+    def _recall(self, names: list[str]) -> list[bytes | None]:
+        """Return the bucket strings as last read or written, reading any not remembered."""
+        with self._recent_lock:
+            recalled = [self._recent.get(name, b"") for name in names]
+        if b"" in recalled:  # not remembered (a string read or written is never empty)
+            return self._read(names)
+        return recalled
+
+    def _remember(self, names: Sequence[str], blobs: Sequence[bytes | None]) -> None:
+        with self._recent_lock:
+            for name, blob in zip(names, blobs, strict=True):
+                self._recent[name] = blob
+                self._recent.move_to_end(name)
+            while len(self._recent) > _RECENT_BUCKETS:
+                self._recent.popitem(last=False)
+
+    def _forget(self, names: Sequence[str]) -> None:
+        with self._recent_lock:
+            for name in names:
+                self._recent.pop(name, None)
 
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""
@@ -260,25 +362,12 @@ class RedisStateStore:
         return {_text(k): _text(v) for k, v in raw.items()}
 
 
-def _bookkeeping(
-    pipe: Any,
-    channel_id: int,
-    resource: Resource,
-    changes: Sequence[Change],
-    rejections: Sequence[Rejection],
-) -> None:
-    rejected_key = keys.rejected(channel_id, resource)
-    reported: dict[FieldT, EncodableT] = {
-        str(r.key): r.digest for r in rejections if r.key is not None
-    }
-    if reported:
-        pipe.hset(rejected_key, mapping=reported)
-    if changes:
-        # A key that is valid again is no longer a reported rejection.
-        pipe.hdel(rejected_key, *(str(c.key) for c in changes))
+def _bookkeeping(changes: Sequence[Change], rejections: Sequence[Rejection]) -> list[Any]:
+    """Return the commit script's last arguments: created, rejected pairs, valid again."""
     created = sum(1 for c in changes if c.operation == "created")
-    if created:
-        pipe.hincrby(keys.meta(channel_id, resource), "tracked", created)
+    reported = {r.key: r.digest for r in rejections if r.key is not None}
+    pairs = [item for key, digest in reported.items() for item in (key, digest)]
+    return [created, len(reported), *pairs, *(c.key for c in changes)]
 
 
 class MemoryStateStore:

@@ -119,3 +119,69 @@ def test_commits_into_one_bucket_merge_and_never_lose_entries(
     assert loaded[7].sequence == 2
     assert loaded[8].sequence == 1
     assert store.tracked(channel_id, Resource.STOCK) == 120
+
+
+def test_redis_commits_a_loaded_page_in_one_round_trip(redis_url: str, channel_id: int) -> None:
+    client = CountingRedis.from_url(redis_url)
+    client.sent = []
+    store = RedisStateStore(client)
+    first = diff_page(Resource.STOCK, [stock(k) for k in range(1, 1001)], {})
+    store.commit(channel_id, Resource.STOCK, first.changes, [])
+    page = [stock(k, stock=k % 7) for k in range(1, 1001)]
+    loaded = store.load(channel_id, Resource.STOCK, list(range(1, 1001)))
+    client.sent.clear()
+    store.commit(channel_id, Resource.STOCK, diff_page(Resource.STOCK, page, loaded).changes, [])
+    assert client.sent == ["EVALSHA"]
+    reloaded = store.load(channel_id, Resource.STOCK, list(range(1, 1001)))
+    assert diff_page(Resource.STOCK, page, reloaded).unchanged == 1000
+    client.close()
+
+
+def test_a_commit_over_buckets_another_writer_changed_merges_instead_of_overwriting(
+    redis_url: str, channel_id: int
+) -> None:
+    ours, theirs = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    ours.commit(channel_id, Resource.STOCK, diff_page(Resource.STOCK, [stock(1)], {}).changes, [])
+    loaded = ours.load(channel_id, Resource.STOCK, [7])  # remembers bucket 0 as it is now
+    their_change = diff_page(Resource.STOCK, [stock(5)], {}).changes
+    theirs.commit(channel_id, Resource.STOCK, their_change, [])  # bucket 0 changes under us
+    our_change = diff_page(Resource.STOCK, [stock(7)], loaded).changes
+    ours.commit(channel_id, Resource.STOCK, our_change, [])
+    assert sorted(ours.load(channel_id, Resource.STOCK, [1, 5, 7])) == [1, 5, 7]
+    assert ours.tracked(channel_id, Resource.STOCK) == 3
+    ours.close()
+    theirs.close()
+
+
+def test_a_bucket_in_the_earlier_layout_reads_and_is_rewritten_on_commit(
+    redis_url: str, channel_id: int
+) -> None:
+    import zlib
+
+    client = redis.Redis.from_url(redis_url)
+    form = diff_page(Resource.STOCK, [stock(305)], {}).changes[0].after
+    without_key = b"[" + form.split(b",", 1)[1]
+    legacy = b"5 4 " + without_key  # key 305 = bucket 3, field 5, at sequence 4
+    client.set(keys.state_bucket(channel_id, Resource.STOCK, 3), zlib.compress(legacy))
+    store = RedisStateStore(client)
+    loaded = store.load(channel_id, Resource.STOCK, [305, 306])
+    assert dict(loaded) == {305: Stored(4, form)}
+    changed = diff_page(Resource.STOCK, [stock(305, stock=0), stock(306)], loaded)
+    assert [(c.key, c.sequence) for c in changed.changes] == [(305, 5), (306, 1)]
+    store.commit(channel_id, Resource.STOCK, changed.changes, [])
+    again = store.load(channel_id, Resource.STOCK, [305, 306])
+    assert {k: v.sequence for k, v in again.items()} == {305: 5, 306: 1}
+    store.close()
+
+
+def test_a_large_commit_keeps_its_bookkeeping(redis_url: str, channel_id: int) -> None:
+    store = RedisStateStore.from_url(redis_url)
+    rejected = [Rejection(k, "bad", {}, f"d{k}") for k in range(1, 2501)]
+    store.commit(channel_id, Resource.STOCK, [], rejected)
+    assert len(store.load_rejected(channel_id, Resource.STOCK, list(range(1, 2501)))) == 2500
+    created = diff_page(Resource.STOCK, [stock(k) for k in range(1, 2401)], {})
+    store.commit(channel_id, Resource.STOCK, created.changes, [])
+    still = store.load_rejected(channel_id, Resource.STOCK, list(range(1, 2501)))
+    assert sorted(still) == list(range(2401, 2501))  # valid again: no longer rejected
+    assert store.tracked(channel_id, Resource.STOCK) == 2400
+    store.close()
