@@ -196,11 +196,11 @@ def prepare_page(
     """Load the page's stored state, diff it and encode its events (nothing is written)."""
     channel_id, resource = ctx.channel_id, ctx.resource
     keys = page_keys(resource, raws)
-    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    distinct = {key for key in keys if key is not None}
     stored = state.load(channel_id, resource, distinct)
     if in_flight is not None:  # the page before is not committed yet: see its new state
         pending = in_flight.pending_state()
-        stored.overlay({k: pending[k] for k in pending.keys() & set(distinct)})
+        stored.overlay({k: pending[k] for k in pending.keys() & distinct})
     diff = diff_page(resource, raws, stored, keys)
     rejected_keys = [r.key for r in diff.rejections if r.key is not None]
     rejections = unreported(
