@@ -14,6 +14,7 @@ import orjson
 
 from bench.report import render
 from bench.suite import FULL, QUICK, run, say
+from publisher.service import tune_gc
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     options = _parse(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     plan = QUICK if options.quick else FULL
+    tune_gc()  # the pipeline runs here as in a worker process (see publisher.celery)
     started = time.monotonic()
     rows = run(plan)
     seconds = time.monotonic() - started

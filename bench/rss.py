@@ -19,6 +19,7 @@ import redis
 from bench.env import Sandbox, edges_for, forget, guarded
 from publisher.pipeline import StepSpec, sync_step
 from publisher.records import Resource
+from publisher.service import tune_gc
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ def main() -> None:
     """Run the step named by argv; print peak RSS and counts as one JSON line."""
     url, channel_id = sys.argv[1], int(sys.argv[2])
     box = Sandbox(url, channel_id, int(sys.argv[3]))
+    tune_gc()  # as a worker process does
     edges = edges_for(box)
     try:
         spec = StepSpec(channel_id, Resource.STOCK, url)

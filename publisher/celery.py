@@ -12,13 +12,13 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_init, worker_process_shutdown
 
 from publisher.config import Settings, load_settings
 from publisher.errors import ConfigError, RetryableError
 from publisher.logs import configure_logging
 from publisher.records import Resource
-from publisher.service import Edges, build_edges, run_step, step_spec
+from publisher.service import Edges, build_edges, run_step, step_spec, tune_gc
 
 SYNC_TASK = "akinon.sync"
 
@@ -80,6 +80,12 @@ def _configure(sender: Celery, **_: Any) -> None:
     config = settings()
     configure_logging(config)
     sender.conf.update(celery_config(config))
+
+
+@worker_init.connect
+def _tune_gc(**_: Any) -> None:
+    # In the main worker process, before any pool process is forked: every pool inherits it.
+    tune_gc()
 
 
 def edges() -> Edges:

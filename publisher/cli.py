@@ -23,7 +23,7 @@ from publisher.logs import configure_logging
 from publisher.pipeline import StepSummary
 from publisher.records import Resource
 from publisher.sandbox import Catalog, SandboxServer
-from publisher.service import build_edges, run_step, step_spec
+from publisher.service import build_edges, run_step, step_spec, tune_gc
 from publisher.state import RedisStateStore
 from publisher.tail import event_line
 from publisher.tail import tail as follow
@@ -90,6 +90,7 @@ def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
     """Run one sync step now for every configured channel and resource."""
     settings = _settings()
     configure_logging(settings)
+    tune_gc()
     edges = build_edges(settings)
     failed = 0
     try:

@@ -76,3 +76,23 @@ def test_env_example_lists_every_setting() -> None:
     text = (ROOT / ".env.example").read_text()
     for name in Settings.model_fields:
         assert name.upper() in text, name
+
+
+def test_worker_processes_let_a_page_die_before_the_first_collection() -> None:
+    import gc
+
+    from celery.signals import worker_init
+
+    import publisher.celery  # noqa: F401 - connects its signal handlers
+    from publisher.service import GC_FIRST_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        worker_init.send(sender=None)  # what a starting Celery worker sends
+        assert gc.get_threshold() == (GC_FIRST_THRESHOLD, 10, 10)
+        gc.set_threshold(50_000, 10, 10)
+        worker_init.send(sender=None)
+        assert gc.get_threshold()[0] == 50_000  # a higher setting of the operator's stays
+    finally:
+        gc.set_threshold(*before)
