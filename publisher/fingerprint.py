@@ -29,11 +29,14 @@ _DUMP_OPTIONS: Final = orjson.OPT_SORT_KEYS
 _DUMP: Final = partial(orjson.dumps, option=_DUMP_OPTIONS)
 
 # How a record's content fields are taken, tried in order: prices also come keyed by `pk`.
+# The key field comes first, as it does in `record_key`: the first one a record has wins.
+_KEY_FIELDS: Final = {Resource.STOCK: ("pk",), Resource.PRICE: ("id", "pk")}
 _GETTERS: Final = {
-    Resource.STOCK: (operator.itemgetter(*CONTENT_FIELDS[Resource.STOCK]),),
-    Resource.PRICE: tuple(
-        operator.itemgetter(key, *CONTENT_FIELDS[Resource.PRICE][1:]) for key in ("id", "pk")
-    ),
+    resource: tuple(
+        (key, operator.itemgetter(key, *CONTENT_FIELDS[resource][1:]))
+        for key in _KEY_FIELDS[resource]
+    )
+    for resource in Resource
 }
 
 
@@ -53,7 +56,7 @@ def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
     field, gets a form that matches no stored one and goes the slow way (validation),
     which still finds it unchanged if it is.
     """
-    for getter in _GETTERS[resource]:
+    for _, getter in _GETTERS[resource]:
         try:
             return orjson.dumps(getter(raw), option=_DUMP_OPTIONS)
         except (KeyError, TypeError):
@@ -65,13 +68,19 @@ def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | Non
     """Return `raw_canonical` of every record of a page, in page order.
 
     The whole page goes through C (`map` of the getter and of the dump) unless one record
-    is odd (not a dict, a field missing); then each record is tried on its own.
+    is odd (not a dict, a field missing); then each record is tried on its own. A price
+    page keyed by `pk` goes through C too, but only if no record has an `id`: a record
+    holding both is keyed by its `id`, and a form under the other key could match another
+    record's stored form and hide a change.
     """
-    for getter in _GETTERS[resource]:
+    tried: set[str] = set()
+    for key, getter in _GETTERS[resource]:
+        if tried and any(type(raw) is dict and not tried.isdisjoint(raw) for raw in raws):
+            break
         try:
             return list(map(_DUMP, map(getter, raws)))
         except (KeyError, TypeError):
-            continue
+            tried.add(key)
     return [raw_canonical(resource, raw) for raw in raws]
 
 

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from publisher.diff import Rejection, Stored, StoredPage, diff_page, page_keys, unreported
 from publisher.fingerprint import record_canonical
-from publisher.records import Resource, StockRecord
+from publisher.records import PriceRecord, Resource, StockRecord
 from tests.factories import price, stock
 
 
@@ -46,6 +48,31 @@ def test_a_real_change_carries_before_and_the_next_sequence() -> None:
     assert change.before == stored[1].canonical
     assert change.content["stock"] == 3
     assert change.after.startswith(b'[1,1001,"qty",3,')  # the key, then the content
+
+
+def test_a_price_is_compared_under_its_own_key_when_the_page_mixes_id_and_pk() -> None:
+    # Record 1 now holds what record 2 holds; it also carries a `pk` of 2, and record 2
+    # comes keyed by `pk` only. Record 1 has changed and must not pass for record 2.
+    def form(raw: dict[str, Any]) -> bytes:
+        return record_canonical(PriceRecord.model_validate(raw))[0]
+
+    stored = {1: Stored(3, form(price(1, price="10.00"))), 2: Stored(1, form(price(2)))}
+    by_pk = price(2)
+    by_pk["pk"] = by_pk.pop("id")
+    page = [by_pk, {**price(1, product=price(2)["product"]), "pk": 2}]
+    diff = diff_page(Resource.PRICE, page, stored)
+    assert [(c.key, c.operation, c.sequence) for c in diff.changes] == [(1, "updated", 4)]
+    assert diff.unchanged == 1
+
+
+@pytest.mark.parametrize("spelling", ["12", 12.0, True])
+def test_a_key_that_is_not_a_json_integer_is_rejected_not_restarted(spelling: object) -> None:
+    # Taken as 12, it would be "created" at sequence 1 over record 12's history.
+    diff = diff_page(Resource.STOCK, [{**stock(12), "pk": spelling}], {12: _stored(stock(12), 5)})
+    assert diff.changes == []
+    (rejection,) = diff.rejections
+    assert rejection.key is None
+    assert rejection.reason.startswith("pk: ")
 
 
 def test_an_invalid_record_is_rejected_alone() -> None:

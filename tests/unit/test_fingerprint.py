@@ -35,8 +35,9 @@ def test_the_canonical_form_starts_with_the_key() -> None:
 def test_a_page_with_an_odd_record_still_gets_every_other_form() -> None:
     page = [stock(1), "not a record", {"pk": 2}, stock(3)]
     forms = page_canonicals(Resource.STOCK, page)
-    assert forms == [raw_canonical(Resource.STOCK, stock(1)), None, None, forms[3]]
-    assert forms[3] is not None and forms[3].startswith(b"[3,")
+    expected = [raw_canonical(Resource.STOCK, stock(n)) for n in (1, 3)]
+    assert forms == [expected[0], None, None, expected[1]]
+    assert expected[1] is not None and expected[1].startswith(b"[3,")
 
 
 def test_dates_are_not_content() -> None:
@@ -67,6 +68,18 @@ def test_price_key_may_arrive_as_pk() -> None:
     assert raw_canonical(Resource.PRICE, raw) == raw_canonical(Resource.PRICE, price(9))
     assert page_canonicals(Resource.PRICE, [raw]) == [raw_canonical(Resource.PRICE, price(9))]
     assert PriceRecord.model_validate(raw).key == 9
+
+
+def test_a_price_holding_both_id_and_pk_is_formed_under_its_id_in_a_pk_keyed_page() -> None:
+    by_pk = price(2)
+    by_pk["pk"] = by_pk.pop("id")
+    both = {**price(1), "pk": 2}
+    forms = page_canonicals(Resource.PRICE, [by_pk, both])
+    assert forms == [
+        raw_canonical(Resource.PRICE, price(2)),
+        raw_canonical(Resource.PRICE, price(1)),
+    ]
+    assert forms[1] is not None and forms[1].startswith(b"[1,")
 
 
 def test_a_decimal_sent_as_a_number_takes_the_slow_path_and_is_still_unchanged() -> None:
