@@ -41,6 +41,28 @@ def test_commit_then_load_round_trips_sequence_and_content(
     assert store.load(channel_id, Resource.PRICE, [1]) == {}  # resources are separate
 
 
+def test_a_loaded_page_diffs_against_versions_overlaid_on_it(
+    store: StateStore, channel_id: int
+) -> None:
+    # What the pipeline does while a page's events await their confirm: the page it loads
+    # next must see those versions, not the ones still in the store.
+    first = diff_page(Resource.STOCK, [stock(1, stock=10), stock(2)], {})
+    store.commit(channel_id, Resource.STOCK, first.changes, [])
+    pending = diff_page(
+        Resource.STOCK, [stock(1, stock=4)], store.load(channel_id, Resource.STOCK, [1])
+    )
+    loaded = store.load(channel_id, Resource.STOCK, [1, 2, 3])
+    loaded.overlay({c.key: Stored(c.sequence, c.after) for c in pending.changes})
+    assert loaded[1] == Stored(2, pending.changes[0].after)
+    assert sorted(loaded) == [1, 2]
+    again = diff_page(Resource.STOCK, [stock(1, stock=10), stock(2), stock(3)], loaded)
+    assert [(c.key, c.operation, c.sequence) for c in again.changes] == [
+        (1, "updated", 3),
+        (3, "created", 1),
+    ]
+    assert again.unchanged == 1
+
+
 def test_rejections_are_remembered_until_the_record_is_valid_again(
     store: StateStore, channel_id: int
 ) -> None:
