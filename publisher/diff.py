@@ -13,9 +13,9 @@ touched (say `modified_date` moved) and counts as unchanged; a valid one that di
 from __future__ import annotations
 
 import operator
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
@@ -177,33 +177,35 @@ def diff_page(
     page = stored if isinstance(stored, StoredPage) else StoredPage(stored)
     if keys is None:
         keys = page_keys(resource, raws)
-    known = page.forms
-    # A key seen twice in the page compares with its newer self, in page order.
-    repeated = _repeated(keys)
+    forms = page_canonicals(resource, raws)
     newer: dict[int, Stored] = {}
-    for raw, key, form in zip(raws, keys, page_canonicals(resource, raws), strict=True):
-        if form in known and key not in repeated:
-            result.unchanged += 1
-            continue
+    for index in _unsettled(forms, page.forms, keys):
+        raw, key, form = raws[index], keys[index], forms[index]
         previous = None if key is None else newer.get(key) or page.current(key)
         if previous is not None and form == previous.canonical:
-            result.unchanged += 1
             continue
         outcome = _classify(resource, raw, key, previous)
         if isinstance(outcome, Rejection):
             result.rejections.append(outcome)
-        elif outcome is None:
-            result.unchanged += 1
-        else:
+        elif outcome is not None:
             result.changes.append(outcome)
             newer[outcome.key] = Stored(outcome.sequence, outcome.after)
+    result.unchanged = result.seen - len(result.changes) - len(result.rejections)
     return result
 
 
-def _repeated(keys: Sequence[int | None]) -> set[int | None]:
-    if len(set(keys)) == len(keys):
-        return set()
-    return {key for key, count in Counter(keys).items() if count > 1}
+def _unsettled(
+    forms: Sequence[bytes | None], known: set[bytes], keys: Sequence[int | None]
+) -> Sequence[int]:
+    """Return the positions of the records the fast path cannot settle, in page order.
+
+    Those are the records whose form is not a stored one: the lookups of a whole page are
+    one `map` in C. A page with a key seen twice goes the long way for every record, so
+    that a repeated key compares with its newer self, in page order.
+    """
+    if len(set(keys)) != len(keys):
+        return range(len(forms))
+    return list(compress(range(len(forms)), map(operator.not_, map(known.__contains__, forms))))
 
 
 def _classify(
