@@ -27,7 +27,7 @@ import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -83,12 +83,8 @@ class StateStore(Protocol):
 def encode_bucket(entries: Iterable[Stored]) -> bytes:
     """Encode one bucket's versions as the string Redis keeps."""
     versions = list(entries)
-    return _encode([b"%d" % v.sequence for v in versions], [v.canonical for v in versions])
-
-
-def _encode(sequences: list[bytes], forms: list[bytes]) -> bytes:
-    text = b"\n".join([_HEADER + b" ".join(sequences), *forms])
-    return zlib.compress(text, _COMPRESSION)
+    header = _HEADER + b" ".join(b"%d" % v.sequence for v in versions)
+    return Bucket(b"\n".join([header, *(v.canonical for v in versions)])).encoded()
 
 
 class Bucket:
@@ -116,8 +112,8 @@ class Bucket:
             return None
         return Stored(int(self._sequences[index]), self.forms[index])
 
-    def merged(self, newer: Mapping[int, Stored]) -> bytes:
-        """Return the encoded bucket with these versions put in (replaced or added)."""
+    def merged(self, newer: Mapping[int, Stored]) -> Bucket:
+        """Return the bucket with these versions put in (replaced or added)."""
         sequences, forms = list(self._sequences), list(self.forms)
         for key, version in newer.items():
             index = self._index(key)
@@ -127,7 +123,11 @@ class Bucket:
             else:
                 sequences[index] = b"%d" % version.sequence
                 forms[index] = version.canonical
-        return _encode(sequences, forms)
+        return Bucket(b"\n".join([_HEADER + b" ".join(sequences), *forms]))
+
+    def encoded(self) -> bytes:
+        """Return the string Redis keeps for this bucket."""
+        return zlib.compress(self.text, _COMPRESSION)
 
     def _index(self, key: int) -> int | None:
         at = self.text.find(b"\n[%d," % key)
@@ -214,23 +214,31 @@ return 0
 # A commit whose buckets changed under it reads them again and retries; only a second writer
 # of the same (channel, resource), which the step lock rules out, can make that happen.
 _COMMIT_ATTEMPTS: Final = 5
-# Bucket strings this store read or wrote last, so a commit need not read them again.
-_RECENT_BUCKETS: Final = 512
+# Buckets this store read or wrote last, so a commit need not read or decode them again.
+_RECENT_BUCKETS: Final = 256
+
+
+class _Held(NamedTuple):
+    """A bucket as Redis holds it (None: no such key) and as decoded from that string."""
+
+    blob: bytes | None
+    bucket: Bucket
 
 
 class RedisStateStore:
     """Keep state in Redis: compressed bucket strings, read and written per page.
 
-    The store remembers the bucket strings it read or wrote last, so that committing a page
-    is one round trip: a script checks that every bucket still holds the string the merge
-    started from and writes the merged ones (or, if one changed, nothing: read and retry).
-    Remembering costs a bounded amount of memory (`_RECENT_BUCKETS` strings).
+    The store remembers the buckets it read or wrote last, string and decoded text, so that
+    committing a page is one round trip and no decompression: a script checks that every
+    bucket still holds the string the merge started from and writes the merged ones (or,
+    if one changed, nothing: read and retry). Remembering costs a bounded amount of memory
+    (`_RECENT_BUCKETS` buckets, some 20 kB each).
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
-        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
+        self._recent: OrderedDict[str, _Held] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     @classmethod
@@ -255,8 +263,8 @@ class RedisStateStore:
         if not numbers:
             return StoredPage({})
         names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
-        blobs = self._read(names)
-        buckets = {n: Bucket.decode(blob, n) for n, blob in zip(numbers, blobs, strict=True)}
+        held = self._read(names, numbers)
+        buckets = {n: h.bucket for n, h in zip(numbers, held, strict=True)}
         forms: set[bytes] = set()
         for bucket in buckets.values():
             forms.update(bucket.forms)
@@ -290,22 +298,24 @@ class RedisStateStore:
             updates[change.key // keys.BUCKET_SIZE][change.key] = Stored(
                 change.sequence, change.after
             )
-        names = [keys.state_bucket(channel_id, resource, number) for number in updates]
+        numbers = list(updates)
+        names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
         script_keys = [*names, keys.rejected(channel_id, resource), keys.meta(channel_id, resource)]
         bookkeeping = _bookkeeping(changes, rejections)
         for _ in range(_COMMIT_ATTEMPTS):
-            bases = self._recall(names)
+            bases = self._recall(names, numbers)
             merged = [
-                Bucket.decode(base, number).merged(entries)
-                for base, (number, entries) in zip(bases, updates.items(), strict=True)
+                base.bucket.merged(entries)
+                for base, entries in zip(bases, updates.values(), strict=True)
             ]
-            expected = [b"" if base is None else base for base in bases]
+            blobs = [bucket.encoded() for bucket in merged]
+            expected = [b"" if base.blob is None else base.blob for base in bases]
             with _translated("write"):
                 conflict = self._commit_script(
-                    keys=script_keys, args=[len(names), *expected, *merged, *bookkeeping]
+                    keys=script_keys, args=[len(names), *expected, *blobs, *bookkeeping]
                 )
             if not conflict:
-                self._remember(names, merged)
+                self._remember(names, list(map(_Held, blobs, merged)))
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
@@ -313,26 +323,27 @@ class RedisStateStore:
             f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
         )
 
-    def _read(self, names: list[str]) -> list[bytes | None]:
-        """Read bucket strings (one MGET) and remember them."""
+    def _read(self, names: list[str], numbers: list[int]) -> list[_Held]:
+        """Read buckets (one MGET), decode them and remember them."""
         with _translated("read"):
             found = self._redis.mget(names)
         blobs = [v.encode() if isinstance(v, str) else v for v in found]
-        self._remember(names, blobs)
-        return blobs
+        held = [_Held(b, Bucket.decode(b, n)) for b, n in zip(blobs, numbers, strict=True)]
+        self._remember(names, held)
+        return held
 
-    def _recall(self, names: list[str]) -> list[bytes | None]:
-        """Return the bucket strings as last read or written, reading any not remembered."""
+    def _recall(self, names: list[str], numbers: list[int]) -> list[_Held]:
+        """Return the buckets as last read or written, reading them if one is not remembered."""
         with self._recent_lock:
-            recalled = [self._recent.get(name, b"") for name in names]
-        if b"" in recalled:  # not remembered (a string read or written is never empty)
-            return self._read(names)
-        return recalled
+            recalled = [self._recent.get(name) for name in names]
+        if None in recalled:
+            return self._read(names, numbers)
+        return [held for held in recalled if held is not None]
 
-    def _remember(self, names: Sequence[str], blobs: Sequence[bytes | None]) -> None:
+    def _remember(self, names: Sequence[str], held: Sequence[_Held]) -> None:
         with self._recent_lock:
-            for name, blob in zip(names, blobs, strict=True):
-                self._recent[name] = blob
+            for name, one in zip(names, held, strict=True):
+                self._recent[name] = one
                 self._recent.move_to_end(name)
             while len(self._recent) > _RECENT_BUCKETS:
                 self._recent.popitem(last=False)

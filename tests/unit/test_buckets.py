@@ -46,7 +46,7 @@ def test_a_bucket_written_before_the_key_moved_into_the_form_still_reads() -> No
 def test_merging_replaces_known_keys_and_adds_new_ones() -> None:
     bucket = Bucket.decode(encode_bucket([Stored(1, _form(3, 1)), Stored(2, _form(30, 2))]), 0)
     merged = bucket.merged({30: Stored(3, _form(30, 9)), 31: Stored(1, _form(31, 5))})
-    assert Bucket.decode(merged, 0).versions() == {
+    assert Bucket.decode(merged.encoded(), 0).versions() == {
         3: Stored(1, _form(3, 1)),
         30: Stored(3, _form(30, 9)),
         31: Stored(1, _form(31, 5)),
