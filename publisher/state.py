@@ -12,11 +12,12 @@ each record's canonical form (compact JSON, key first, never a newline), in head
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
 gives the set of stored forms the diff checks unchanged records against, and a record's
 sequence is only looked up when it changed. A hundred similar records compress to a few
-dozen bytes each. A commit merges its changes into the bucket strings as last read or
-written and sends them, with the page's bookkeeping, to a script that writes them only if
-every bucket still holds what the merge started from: one round trip, and it never
-overwrites what it did not read. (Buckets written before the key moved into the form, as
-lines ``<key % size> <sequence> <form without key>``, still read.)
+dozen bytes each. A commit merges its changes into the buckets as last read or written
+(kept decoded beside their strings, so nothing is decompressed twice) and sends them, with
+the page's bookkeeping, to a script that writes them only if every bucket still holds what
+the merge started from: one round trip, and it never overwrites what it did not read.
+(Buckets written before the key moved into the form, as lines ``<key % size> <sequence>
+<form without key>``, still read.)
 """
 
 from __future__ import annotations
