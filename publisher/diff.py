@@ -122,12 +122,17 @@ _MODIFIED: Final = operator.itemgetter("modified_date")
 
 def record_key(resource: Resource, raw: Any) -> int | None:
     """Return a raw record's integer key, or None when it has none."""
+    key = _raw_key(resource, raw)
+    return key if type(key) is int else None
+
+
+def _raw_key(resource: Resource, raw: Any) -> Any:
+    # The key field if the record has one, else `pk` (prices are also seen keyed by `pk`):
+    # the same choice the model's alias and the canonical form make.
     if type(raw) is not dict:
         return None
-    key = raw.get(_KEY_FIELD[resource])
-    if key is None:
-        key = raw.get("pk")  # prices are also seen keyed by `pk`
-    return key if type(key) is int else None
+    name = _KEY_FIELD[resource]
+    return raw[name] if name in raw else raw.get("pk")
 
 
 def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
@@ -200,8 +205,9 @@ def _unsettled(
     """Return the positions of the records the fast path cannot settle, in page order.
 
     Those are the records whose form is not a stored one: the lookups of a whole page are
-    one `map` in C. A page with a key seen twice goes the long way for every record, so
-    that a repeated key compares with its newer self, in page order.
+    one `map` in C. A page with a key seen twice (or two records without one) takes every
+    record the long way, so that a repeated key compares with its newer self, in page
+    order; an unchanged record is still found unchanged there, by its stored version.
     """
     if len(set(keys)) != len(keys):
         return range(len(forms))
@@ -215,6 +221,12 @@ def _classify(
         record = MODELS[resource].model_validate(raw)
     except ValidationError as exc:
         return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
+    if key is None:
+        # Valid once coerced ("12", 12.0), but a key that is not a JSON integer could not be
+        # looked up before the diff: taken as is, it would restart the record at sequence 1.
+        found = f"{_raw_key(resource, raw)!r:.60}"
+        reason = f"{resource.key_field}: the key must be a JSON integer (got {found})"
+        return Rejection(key=None, reason=reason, raw=raw, digest=raw_digest(raw))
     after, content = record_canonical(record)
     if previous is None:
         return Change(record.key, "created", 1, None, after, record, content)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, WithJsonSchema
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class Resource(StrEnum):
@@ -52,10 +52,6 @@ class Endpoint(StrEnum):
         return "" if self is Endpoint.LIST else f"{self.value}/"
 
 
-# A key is taken as Akinon sends it, a JSON integer: "12" or 12.0 would be coerced to a key
-# the diff could not look up beforehand, so such a record is rejected instead.
-Key = Annotated[int, Strict()]
-
 # The attribute docstrings below become the field descriptions of the published schemas.
 _MODEL_CONFIG = ConfigDict(
     frozen=True, extra="ignore", populate_by_name=True, use_attribute_docstrings=True
@@ -85,7 +81,7 @@ class StockContent(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    pk: Key
+    pk: int
     """The stock record's key."""
     product: int
     """The product's id."""
@@ -122,7 +118,7 @@ class PriceContent(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    id: Key = Field(validation_alias=AliasChoices("id", "pk"))
+    id: int = Field(validation_alias=AliasChoices("id", "pk"))
     """The price record's key."""
     product: int
     """The product's id."""

@@ -72,7 +72,34 @@ def test_a_key_that_is_not_a_json_integer_is_rejected_not_restarted(spelling: ob
     assert diff.changes == []
     (rejection,) = diff.rejections
     assert rejection.key is None
-    assert rejection.reason.startswith("pk: ")
+    assert rejection.reason.startswith("pk: the key must be a JSON integer")
+
+
+def test_a_price_with_a_null_id_is_not_filed_under_its_pk() -> None:
+    # The model reads `id` (present, null) and rejects it; `pk` may be another record's key.
+    diff = diff_page(Resource.PRICE, [{**price(1), "id": None, "pk": 2}], {})
+    (rejection,) = diff.rejections
+    assert rejection.key is None
+    assert rejection.reason.startswith("id: ")
+
+
+def test_unchanged_records_are_never_validated_even_beside_records_without_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unchanged = [stock(k) for k in range(1, 51)]
+    stored = {k: _stored(raw) for k, raw in enumerate(unchanged, start=1)}
+    validated: list[object] = []
+    original = StockRecord.model_validate
+
+    def counting(raw: object) -> StockRecord:
+        validated.append(raw)
+        return original(raw)
+
+    monkeypatch.setattr(StockRecord, "model_validate", counting)
+    page = [*unchanged, {"stock": 1}, "not a record", stock(60)]
+    diff = diff_page(Resource.STOCK, page, stored)
+    assert validated == page[50:]  # the two keyless records and the new one, nothing else
+    assert (diff.unchanged, len(diff.rejections), len(diff.changes)) == (50, 2, 1)
 
 
 def test_an_invalid_record_is_rejected_alone() -> None:
