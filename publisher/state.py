@@ -216,14 +216,14 @@ return 0
 # of the same (channel, resource), which the step lock rules out, can make that happen.
 _COMMIT_ATTEMPTS: Final = 5
 # Buckets this store read or wrote last, so a commit need not read or decode them again.
-_RECENT_BUCKETS: Final = 256
+_RECENT_BUCKETS: Final = 512
 
 
 class _Held(NamedTuple):
-    """A bucket as Redis holds it (None: no such key) and as decoded from that string."""
+    """A bucket string as Redis holds it (None: no such key) and the text it decodes to."""
 
     blob: bytes | None
-    bucket: Bucket
+    text: bytes
 
 
 class RedisStateStore:
@@ -233,7 +233,7 @@ class RedisStateStore:
     committing a page is one round trip and no decompression: a script checks that every
     bucket still holds the string the merge started from and writes the merged ones (or,
     if one changed, nothing: read and retry). Remembering costs a bounded amount of memory
-    (`_RECENT_BUCKETS` buckets, some 20 kB each).
+    (`_RECENT_BUCKETS` buckets, about 10 kB each).
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -264,8 +264,8 @@ class RedisStateStore:
         if not numbers:
             return StoredPage({})
         names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
-        held = self._read(names, numbers)
-        buckets = {n: h.bucket for n, h in zip(numbers, held, strict=True)}
+        read = self._read(names, numbers)
+        buckets = {n: bucket for n, (_, bucket) in zip(numbers, read, strict=True)}
         forms: set[bytes] = set()
         for bucket in buckets.values():
             forms.update(bucket.forms)
@@ -306,17 +306,19 @@ class RedisStateStore:
         for _ in range(_COMMIT_ATTEMPTS):
             bases = self._recall(names, numbers)
             merged = [
-                base.bucket.merged(entries)
-                for base, entries in zip(bases, updates.values(), strict=True)
+                bucket.merged(entries)
+                for (_, bucket), entries in zip(bases, updates.values(), strict=True)
             ]
             blobs = [bucket.encoded() for bucket in merged]
-            expected = [b"" if base.blob is None else base.blob for base in bases]
+            expected = [b"" if blob is None else blob for blob, _ in bases]
             with _translated("write"):
                 conflict = self._commit_script(
                     keys=script_keys, args=[len(names), *expected, *blobs, *bookkeeping]
                 )
             if not conflict:
-                self._remember(names, list(map(_Held, blobs, merged)))
+                self._remember(
+                    names, [_Held(b, m.text) for b, m in zip(blobs, merged, strict=True)]
+                )
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
@@ -324,22 +326,22 @@ class RedisStateStore:
             f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
         )
 
-    def _read(self, names: list[str], numbers: list[int]) -> list[_Held]:
-        """Read buckets (one MGET), decode them and remember them."""
+    def _read(self, names: list[str], numbers: list[int]) -> list[tuple[bytes | None, Bucket]]:
+        """Read buckets (one MGET), decode them and remember them: (string, bucket) each."""
         with _translated("read"):
             found = self._redis.mget(names)
         blobs = [v.encode() if isinstance(v, str) else v for v in found]
-        held = [_Held(b, Bucket.decode(b, n)) for b, n in zip(blobs, numbers, strict=True)]
-        self._remember(names, held)
-        return held
+        read = [(b, Bucket.decode(b, n)) for b, n in zip(blobs, numbers, strict=True)]
+        self._remember(names, [_Held(blob, bucket.text) for blob, bucket in read])
+        return read
 
-    def _recall(self, names: list[str], numbers: list[int]) -> list[_Held]:
+    def _recall(self, names: list[str], numbers: list[int]) -> list[tuple[bytes | None, Bucket]]:
         """Return the buckets as last read or written, reading them if one is not remembered."""
         with self._recent_lock:
             recalled = [self._recent.get(name) for name in names]
         if None in recalled:
             return self._read(names, numbers)
-        return [held for held in recalled if held is not None]
+        return [(held.blob, Bucket(held.text)) for held in recalled if held is not None]
 
     def _remember(self, names: Sequence[str], held: Sequence[_Held]) -> None:
         with self._recent_lock:

@@ -143,6 +143,31 @@ def test_commits_into_one_bucket_merge_and_never_lose_entries(
     assert store.tracked(channel_id, Resource.STOCK) == 120
 
 
+def test_back_to_back_commits_into_one_bucket_keep_every_entry(
+    store: StateStore, channel_id: int
+) -> None:
+    # As pages in flight are committed: the second merges into the bucket the first wrote,
+    # with no read in between.
+    for keys_ in (range(1, 51), range(51, 61), range(61, 71)):
+        page = diff_page(Resource.STOCK, [stock(k) for k in keys_], {})
+        store.commit(channel_id, Resource.STOCK, page.changes, [])
+    assert sorted(store.load(channel_id, Resource.STOCK, list(range(1, 100)))) == list(range(1, 71))
+
+
+def test_commits_interleaved_with_another_writer_keep_every_entry(
+    redis_url: str, channel_id: int
+) -> None:
+    ours, theirs = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    for number, store_ in enumerate([ours, theirs, ours, theirs, ours]):
+        page = diff_page(Resource.STOCK, [stock(10 * number + k) for k in range(1, 6)], {})
+        store_.commit(channel_id, Resource.STOCK, page.changes, [])
+    expected = sorted(10 * n + k for n in range(5) for k in range(1, 6))
+    assert sorted(ours.load(channel_id, Resource.STOCK, expected)) == expected
+    assert theirs.tracked(channel_id, Resource.STOCK) == len(expected)
+    ours.close()
+    theirs.close()
+
+
 def test_redis_commits_a_loaded_page_in_one_round_trip(redis_url: str, channel_id: int) -> None:
     client = CountingRedis.from_url(redis_url)
     client.sent = []
