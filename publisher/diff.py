@@ -115,8 +115,7 @@ class PageDiff:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-_KEY_FIELD: Final = {Resource.STOCK: "pk", Resource.PRICE: "id"}
-_KEY_GETTERS: Final = {r: operator.itemgetter(field) for r, field in _KEY_FIELD.items()}
+_KEY_GETTERS: Final = {r: operator.itemgetter(r.key_field) for r in Resource}
 _MODIFIED: Final = operator.itemgetter("modified_date")
 
 
@@ -131,7 +130,7 @@ def _raw_key(resource: Resource, raw: Any) -> Any:
     # the same choice the model's alias and the canonical form make.
     if type(raw) is not dict:
         return None
-    name = _KEY_FIELD[resource]
+    name = resource.key_field
     return raw[name] if name in raw else raw.get("pk")
 
 

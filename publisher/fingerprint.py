@@ -30,11 +30,10 @@ _DUMP: Final = partial(orjson.dumps, option=_DUMP_OPTIONS)
 
 # How a record's content fields are taken, tried in order: prices also come keyed by `pk`.
 # The key field comes first, as it does in `record_key`: the first one a record has wins.
-_KEY_FIELDS: Final = {Resource.STOCK: ("pk",), Resource.PRICE: ("id", "pk")}
 _GETTERS: Final = {
     resource: tuple(
         (key, operator.itemgetter(key, *CONTENT_FIELDS[resource][1:]))
-        for key in _KEY_FIELDS[resource]
+        for key in dict.fromkeys((resource.key_field, "pk"))
     )
     for resource in Resource
 }

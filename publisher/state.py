@@ -84,8 +84,9 @@ class StateStore(Protocol):
 def encode_bucket(entries: Iterable[Stored]) -> bytes:
     """Encode one bucket's versions as the string Redis keeps."""
     versions = list(entries)
-    header = _HEADER + b" ".join(b"%d" % v.sequence for v in versions)
-    return Bucket(b"\n".join([header, *(v.canonical for v in versions)])).encoded()
+    return Bucket.of(
+        [b"%d" % v.sequence for v in versions], [v.canonical for v in versions]
+    ).encoded()
 
 
 class Bucket:
@@ -97,6 +98,11 @@ class Bucket:
         self.text = text
         header, *self.forms = text.split(b"\n")
         self._sequences = header[len(_HEADER) :].split()
+
+    @classmethod
+    def of(cls, sequences: list[bytes], forms: list[bytes]) -> Bucket:
+        """Return the bucket of these versions (sequence and form of each, in one order)."""
+        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]))
 
     @classmethod
     def decode(cls, blob: bytes | str | None, number: int) -> Bucket:
@@ -124,7 +130,7 @@ class Bucket:
             else:
                 sequences[index] = b"%d" % version.sequence
                 forms[index] = version.canonical
-        return Bucket(b"\n".join([_HEADER + b" ".join(sequences), *forms]))
+        return Bucket.of(sequences, forms)
 
     def encoded(self) -> bytes:
         """Return the string Redis keeps for this bucket."""
