@@ -57,6 +57,7 @@ from publisher.errors import (
     PublisherError,
     RetryableError,
 )
+from publisher.pages import RecordPage, page_decoder
 from publisher.records import Endpoint, Resource
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ class AkinonClient:
         params: Mapping[str, str] | None = None,
         *,
         prefetch: bool = True,
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[Sequence[Any]]:
         """Yield the decoded records of each page, first page first, lazily.
 
         `params` are extra query parameters (filters); ``page`` and ``limit`` are ours. Every
@@ -311,8 +312,10 @@ class AkinonClient:
         path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
         first = _PageRequest(httpx.URL(self.base_url + path, params=query), 1, self._page_size)
 
+        decode = page_decoder(resource)
+
         def fetch(request: _PageRequest, stop: threading.Event | None) -> _Page:
-            return self._fetch_page(Where(channel_id, name, request.page), request, stop)
+            return self._fetch_page(Where(channel_id, name, request.page), request, stop, decode)
 
         scan = Where(channel_id, name)
         if prefetch:
@@ -361,12 +364,16 @@ class AkinonClient:
     # ---------------------------------------------------------------------------- paging
 
     def _fetch_page(
-        self, where: Where, request: _PageRequest, stop: threading.Event | None
+        self,
+        where: Where,
+        request: _PageRequest,
+        stop: threading.Event | None,
+        decode: Callable[[bytes], Any],
     ) -> _Page:
-        body = self._call("GET", request.url, where, stop=stop)
-        if isinstance(body, list):
+        body = self._call("GET", request.url, where, stop=stop, decode=decode)
+        if isinstance(body, list | RecordPage):
             return _array_page(body, request, where)
-        if isinstance(body, dict) and isinstance(body.get("results"), list):
+        if isinstance(body, dict) and isinstance(body.get("results"), list | RecordPage):
             return _Page(body["results"], self._following(body.get("next"), request, where))
         raise AkinonBadResponse(
             f"a page is neither a JSON array nor an object with a `results` array "
@@ -407,13 +414,17 @@ class AkinonClient:
         payload: Any = None,
         *,
         stop: threading.Event | None = None,
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> Any:
-        """Send one authenticated request with retries; on a 401 log in afresh once."""
+        """Send one authenticated request with retries; on a 401 log in afresh once.
+
+        `decode` turns the body into its value (a page decoder for pages).
+        """
         content = None if payload is None else orjson.dumps(payload)
         token = self._token(where)
         try:
             return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token)
+                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
             )
         except _Refused:
             if self._fixed_token is not None:
@@ -424,7 +435,7 @@ class AkinonClient:
         token = self._token(where)
         try:
             return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token)
+                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
             )
         except _Refused:
             raise AuthError(
@@ -478,6 +489,8 @@ class AkinonClient:
         content: bytes | None,
         token: str | None,
         refused: frozenset[int] = REFUSED_TOKEN,
+        *,
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> Any:
         """Make one attempt: send, check the status, decode the JSON body."""
         headers = {} if token is None else {"Authorization": f"Token {token}"}
@@ -486,7 +499,7 @@ class AkinonClient:
         with _httpx_boundary(where):
             response = self._http.request(method, url, headers=headers, content=content)
         _check_status(response, where, refused, self._backoff_cap)
-        return _decode(response)
+        return _decode(response, decode)
 
     # ---------------------------------------------------------------------------- auth
 
@@ -545,13 +558,13 @@ class _PageRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    records: list[dict[str, Any]]
+    records: Sequence[Any]
     # The page to ask for next, an error to raise once these records are handed over, or
     # None at the end.
     following: _PageRequest | PublisherError | None
 
 
-def _array_page(body: list[Any], request: _PageRequest, where: Where) -> _Page:
+def _array_page(body: Sequence[Any], request: _PageRequest, where: Where) -> _Page:
     """Decide where a plain-array page leads.
 
     Akinon's own client stops at a plain array. Ours asks for `limit` records, so a full
@@ -583,7 +596,7 @@ def _sequential(
     first: _PageRequest,
     max_pages: int,
     scan: Where,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Sequence[Any]]:
     """Fetch each page only when the caller asks for it."""
     step: _PageRequest | PublisherError | None = first
     count = 0
@@ -601,7 +614,7 @@ def _prefetched(
     first: _PageRequest,
     max_pages: int,
     scan: Where,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Sequence[Any]]:
     """Yield each page while a helper thread already fetches the one after it."""
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="akinon-prefetch")
@@ -646,11 +659,11 @@ def _check_status(
     raise AkinonProtocolError(f"HTTP {status} at {where}: {_snippet(response)}")
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
     if response.status_code == 204:
         return None
     try:
-        return orjson.loads(response.content)
+        return decode(response.content)
     except orjson.JSONDecodeError as exc:
         raise _Retry(f"invalid JSON ({exc})", bad_body=True) from None
 

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 
 from publisher.fingerprint import page_canonicals, raw_digest, record_canonical
+from publisher.pages import RecordPage
 from publisher.records import MODELS, Record, Resource
 
 Operation = Literal["created", "updated"]
@@ -136,6 +137,8 @@ def _raw_key(resource: Resource, raw: Any) -> Any:
 
 def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
     """Return each record's key (None where it has none), in page order."""
+    if isinstance(raws, RecordPage) and raws.resource is resource:
+        return list(raws.keys)
     try:  # the common case, in C: every record is a dict with an integer key
         found: list[int | None] = list(map(_KEY_GETTERS[resource], raws))
         if set(map(type, found)) == {int}:
@@ -147,6 +150,8 @@ def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
 
 def newest_modified(raws: Sequence[Any]) -> str | None:
     """Return the latest `modified_date` text of a page (ISO text sorts as time does)."""
+    if isinstance(raws, RecordPage):
+        return raws.newest_modified
     try:  # the common case, in C
         newest: str | None = max(map(_MODIFIED, raws), default=None)
         if newest is None or type(newest) is str:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import orjson
 
+from publisher.pages import RecordPage
 from publisher.records import CONTENT_FIELDS, DECIMAL_FIELDS, Record, Resource, StockRecord
 
 _DUMP_OPTIONS: Final = orjson.OPT_SORT_KEYS
@@ -70,8 +71,10 @@ def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | Non
     is odd (not a dict, a field missing); then each record is tried on its own. A price
     page keyed by `pk` goes through C too, but only if no record has an `id`: a record
     holding both is keyed by its `id`, and a form under the other key could match another
-    record's stored form and hide a change.
+    record's stored form and hide a change. A `RecordPage` comes with its forms made.
     """
+    if isinstance(raws, RecordPage) and raws.resource is resource:
+        return list(raws.forms)
     tried: set[str] = set()
     for key, getter in _GETTERS[resource]:
         if tried and any(type(raw) is dict and not tried.isdisjoint(raw) for raw in raws):

@@ -52,7 +52,7 @@ class ChangeSource(Protocol):
         params: Mapping[str, str] | None = None,
         *,
         prefetch: bool = True,
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[Sequence[Any]]:
         """Yield the decoded records of each page."""
         ...
 
@@ -137,7 +137,7 @@ ProgressCallback = Callable[[StepSummary], None]
 class PreparedPage:
     """One page, diffed and encoded: what is published, then committed."""
 
-    raws: list[dict[str, Any]]
+    raws: Sequence[Any]
     diff: PageDiff
     rejections: list[Rejection]
     events: list[OutgoingEvent]
@@ -189,7 +189,7 @@ def sync_step(
 
 def prepare_page(
     ctx: EventContext,
-    raws: list[dict[str, Any]],
+    raws: Sequence[Any],
     state: StateStore,
     in_flight: PreparedPage | None = None,
 ) -> PreparedPage:
@@ -239,7 +239,7 @@ def _finish(
     return summary
 
 
-def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[list[dict[str, Any]]]:
+def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[Sequence[Any]]:
     if not spec.acknowledge:
         params = {"modified_date__gte": spec.since} if spec.since else None
         yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
@@ -286,9 +286,7 @@ def plan_since(
     return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _acknowledge(
-    spec: StepSpec, source: ChangeSource, raws: list[dict[str, Any]], diff: PageDiff
-) -> int:
+def _acknowledge(spec: StepSpec, source: ChangeSource, raws: Sequence[Any], diff: PageDiff) -> int:
     rejected = {r.key for r in diff.rejections}
     objects = [
         (key, raw["modified_date"])

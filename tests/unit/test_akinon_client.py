@@ -25,7 +25,9 @@ from publisher.errors import (
     AuthError,
     PublisherError,
 )
+from publisher.pages import RecordPage
 from publisher.records import Endpoint, Resource
+from tests.factories import price, stock
 
 BASE = "https://omni.example"
 LOGIN = "/api/v1/auth/login/"
@@ -79,8 +81,8 @@ def make() -> Iterator[Factory]:
         client.close()
 
 
-def records(start: int, count: int) -> list[dict[str, int]]:
-    return [{"pk": n} for n in range(start, start + count)]
+def records(start: int, count: int) -> list[dict[str, Any]]:
+    return [stock(n) for n in range(start, start + count)]
 
 
 def scan(client: AkinonClient, **options: Any) -> list[list[dict[str, Any]]]:
@@ -319,7 +321,7 @@ def test_plain_arrays_page_by_page_and_limit_until_a_short_page(make: Factory) -
     client, recorder, _ = make(answer, page_size=3)
     pages = scan(client, params={"stock_list": "7"})
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert pages[1][0] == {"pk": 20}
+    assert pages[1][0] == stock(20)
     assert recorder.pages() == ["1", "2", "3"]
     for request in recorder.requests:
         assert request.url.path == PAGE_PATH
@@ -411,6 +413,30 @@ def test_a_next_link_to_the_same_page_is_refused(make: Factory) -> None:
     with pytest.raises(AkinonProtocolError, match="same page"):
         next(pages)
     assert len(recorder.requests) == 1
+
+
+def test_pages_of_records_come_typed_and_equal_to_their_json(make: Factory) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "prices" in request.url.path:
+            return paginated(None, [price(1), price(2)])
+        return httpx.Response(200, json=records(1, 2))
+
+    client, _, _ = make(answer, page_size=3)
+    (stocks,) = scan(client)
+    (prices,) = client.iter_pages(5, Resource.PRICE, Endpoint.INSERTS_OR_UPDATES)
+    assert isinstance(stocks, RecordPage) and isinstance(prices, RecordPage)
+    assert stocks.keys == [1, 2] and prices.keys == [1, 2]
+    assert list(stocks) == records(1, 2)
+    assert list(prices) == [price(1), price(2)]
+
+
+def test_a_page_with_a_record_the_typed_pass_cannot_read_comes_as_plain_dicts(
+    make: Factory,
+) -> None:
+    page = [stock(1), stock(2) | {"pk": "2"}]
+    client, _, _ = make(lambda r: httpx.Response(200, json=page))
+    (found,) = scan(client)
+    assert type(found) is list and found == page
 
 
 def test_every_element_of_a_page_is_passed_through_for_the_caller_to_judge(
