@@ -7,7 +7,7 @@ one page at a time, never a round trip per record, and writes happen only after 
 confirmed the page's events.
 
 Redis layout: records are grouped in buckets of `keys.BUCKET_SIZE` consecutive keys; each
-bucket is one zlib-compressed string of lines: a header ``=<sequence> <sequence> …``, then
+bucket is one LZ4-compressed string of lines: a header ``=<sequence> <sequence> …``, then
 each record's canonical form (compact JSON, key first, never a newline), in header order.
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
 gives the set of stored forms the diff checks unchanged records against, and a record's
@@ -16,8 +16,9 @@ dozen bytes each. A commit merges its changes into the buckets as last read or w
 (kept decoded beside their strings, so nothing is decompressed twice) and sends them, with
 the page's bookkeeping, to a script that writes them only if every bucket still holds what
 the merge started from: one round trip, and it never overwrites what it did not read.
-(Buckets written before the key moved into the form, as lines ``<key % size> <sequence>
-<form without key>``, still read.)
+Buckets of earlier versions still read: zlib-compressed ones (they are written as LZ4 the
+next time they change), and those written before the key moved into the form, as lines
+``<key % size> <sequence> <form without key>``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, NamedTuple, Protocol
 
+import lz4.block
 import redis
 from redis.typing import EncodableT, FieldT
 
@@ -38,7 +40,12 @@ from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
 
-_COMPRESSION: Final = 1  # zlib's fastest level already shrinks a bucket several times over
+# A bucket string is this mark, then an LZ4 block (with its size). LZ4 compresses and
+# decompresses a bucket about four times faster than zlib's fastest level, which matters
+# since every scanned page decodes about ten buckets and a page with changes rewrites
+# them; it keeps about a third of the text (zlib about a quarter). zlib streams, which
+# earlier versions wrote, start with 0x78, never with the mark.
+_LZ4: Final = b"L"
 
 _HEADER: Final = b"="
 _FORM_KEY: Final = re.compile(rb"^\[(-?\d+)[,\]]", re.MULTILINE)
@@ -112,7 +119,10 @@ class Bucket:
         """Decompress a bucket string (None: an empty bucket); `number` places legacy ones."""
         if not blob:
             return cls(_HEADER)
-        text = zlib.decompress(blob if isinstance(blob, bytes) else blob.encode())
+        raw = blob if isinstance(blob, bytes) else blob.encode()
+        text = (
+            lz4.block.decompress(memoryview(raw)[1:]) if raw[:1] == _LZ4 else zlib.decompress(raw)
+        )
         return cls(text if text.startswith(_HEADER) else _upgrade(text, number))
 
     def find(self, key: int) -> Stored | None:
@@ -137,7 +147,8 @@ class Bucket:
 
     def encoded(self) -> bytes:
         """Return the string Redis keeps for this bucket."""
-        return zlib.compress(self.text, _COMPRESSION)
+        block: bytes = lz4.block.compress(self.text)
+        return _LZ4 + block
 
     def _index(self, key: int) -> int | None:
         at = self.text.find(b"\n[%d," % key)

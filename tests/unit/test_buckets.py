@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import zlib
 
+import lz4.block
+
 from publisher.diff import Stored
 from publisher.state import Bucket, encode_bucket
 
@@ -41,6 +43,17 @@ def test_a_bucket_written_before_the_key_moved_into_the_form_still_reads() -> No
         4212: Stored(1, _form(4212, 0)),
     }
     assert bucket.find(4212) == Stored(1, _form(4212, 0))
+
+
+def test_a_bucket_is_written_as_lz4_and_a_zlib_one_of_an_earlier_version_still_reads() -> None:
+    versions = [Stored(1, _form(3, 1)), Stored(2, _form(30, 2))]
+    written = encode_bucket(versions)
+    assert written.startswith(b"L") and lz4.block.decompress(written[1:]).startswith(b"=1 2\n")
+    earlier = zlib.compress(b"=1 2\n" + _form(3, 1) + b"\n" + _form(30, 2), 1)
+    bucket = Bucket.decode(earlier, 0)
+    assert bucket.versions() == {3: versions[0], 30: versions[1]}
+    # Merging into it writes LZ4 again.
+    assert bucket.merged({30: Stored(3, _form(30, 9))}).encoded().startswith(b"L")
 
 
 def test_merging_replaces_known_keys_and_adds_new_ones() -> None:
