@@ -101,18 +101,15 @@ class Bucket:
 
     __slots__ = ("_sequences", "forms", "text")
 
-    def __init__(self, text: bytes, lines: tuple[list[bytes], list[bytes]] | None = None) -> None:
-        """Hold a bucket's text; `lines` are its sequences and forms, when already split."""
+    def __init__(self, text: bytes) -> None:
         self.text = text
-        if lines is None:
-            header, *forms = text.split(b"\n")
-            lines = (header[len(_HEADER) :].split(), forms)
-        self._sequences, self.forms = lines
+        header, *self.forms = text.split(b"\n")
+        self._sequences = header[len(_HEADER) :].split()
 
     @classmethod
     def of(cls, sequences: list[bytes], forms: list[bytes]) -> Bucket:
         """Return the bucket of these versions (sequence and form of each, in one order)."""
-        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]), (sequences, forms))
+        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]))
 
     @classmethod
     def decode(cls, blob: bytes | str | None, number: int) -> Bucket:
@@ -240,20 +237,20 @@ _RECENT_BUCKETS: Final = 512
 
 
 class _Held(NamedTuple):
-    """A bucket string as Redis holds it (None: no such key) and the bucket it decodes to."""
+    """A bucket string as Redis holds it (None: no such key) and the text it decodes to."""
 
     blob: bytes | None
-    bucket: Bucket
+    text: bytes
 
 
 class RedisStateStore:
     """Keep state in Redis: compressed bucket strings, read and written per page.
 
-    The store remembers the buckets it read or wrote last, string and decoded bucket, so that
+    The store remembers the buckets it read or wrote last, string and decoded text, so that
     committing a page is one round trip and no decompression: a script checks that every
     bucket still holds the string the merge started from and writes the merged ones (or,
     if one changed, nothing: read and retry). Remembering costs a bounded amount of memory
-    (`_RECENT_BUCKETS` buckets, about 20 kB each: the text and its lines).
+    (`_RECENT_BUCKETS` buckets, about 10 kB each).
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -336,7 +333,9 @@ class RedisStateStore:
                     keys=script_keys, args=[len(names), *expected, *blobs, *bookkeeping]
                 )
             if not conflict:
-                self._remember(names, list(map(_Held, blobs, merged)))
+                self._remember(
+                    names, [_Held(b, m.text) for b, m in zip(blobs, merged, strict=True)]
+                )
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
@@ -350,7 +349,7 @@ class RedisStateStore:
             found = self._redis.mget(names)
         blobs = [v.encode() if isinstance(v, str) else v for v in found]
         read = [(b, Bucket.decode(b, n)) for b, n in zip(blobs, numbers, strict=True)]
-        self._remember(names, [_Held(blob, bucket) for blob, bucket in read])
+        self._remember(names, [_Held(blob, bucket.text) for blob, bucket in read])
         return read
 
     def _recall(self, names: list[str], numbers: list[int]) -> list[tuple[bytes | None, Bucket]]:
@@ -359,7 +358,7 @@ class RedisStateStore:
             recalled = [self._recent.get(name) for name in names]
         if None in recalled:
             return self._read(names, numbers)
-        return [(held.blob, held.bucket) for held in recalled if held is not None]
+        return [(held.blob, Bucket(held.text)) for held in recalled if held is not None]
 
     def _remember(self, names: Sequence[str], held: Sequence[_Held]) -> None:
         with self._recent_lock:
