@@ -101,15 +101,18 @@ class Bucket:
 
     __slots__ = ("_sequences", "forms", "text")
 
-    def __init__(self, text: bytes) -> None:
+    def __init__(self, text: bytes, lines: tuple[list[bytes], list[bytes]] | None = None) -> None:
+        """Hold a bucket's text; `lines` are its sequences and forms, when already split."""
         self.text = text
-        header, *self.forms = text.split(b"\n")
-        self._sequences = header[len(_HEADER) :].split()
+        if lines is None:
+            header, *forms = text.split(b"\n")
+            lines = (header[len(_HEADER) :].split(), forms)
+        self._sequences, self.forms = lines
 
     @classmethod
     def of(cls, sequences: list[bytes], forms: list[bytes]) -> Bucket:
         """Return the bucket of these versions (sequence and form of each, in one order)."""
-        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]))
+        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]), (sequences, forms))
 
     @classmethod
     def decode(cls, blob: bytes | str | None, number: int) -> Bucket:
