@@ -156,13 +156,11 @@ def sync_step(
 ) -> StepSummary:
     """Run one sync step; raise a `PublisherError` if any part of it failed.
 
-    Pages are pipelined: page N+1 is fetched, diffed and sent while the broker confirms
-    page N, and only then is page N's confirmation awaited and its state committed. So the
-    broker's confirm latency is hidden behind the next page's work, commits still follow
-    the page order, and a failure leaves nothing committed past the last confirmed page:
-    what was sent but not committed is sent again, with the same event ids, by the next
-    step. (When acknowledging, each page is finished before the next is fetched: the work
-    queue only moves on once a page is acknowledged.)
+    Pages are pipelined: page N+1 is fetched and diffed while the broker confirms page N,
+    but page N is committed before page N+1 is published, so the commit order is the page
+    order and a failure leaves nothing committed past the last confirmed page. (When
+    acknowledging, each page is finished before the next is fetched: the work queue only
+    moves on once a page is acknowledged.)
     """
     started = time.monotonic()
     ctx = EventContext(
@@ -175,10 +173,9 @@ def sync_step(
     in_flight: tuple[PreparedPage, int] | None = None
     for raws in _pages(spec, source):
         page = prepare_page(ctx, raws, state, in_flight[0] if in_flight else None)
-        ticket = publisher.send(page.events)
         if in_flight is not None:
             summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
-        in_flight = (page, ticket)
+        in_flight = (page, publisher.send(page.events))
         if spec.acknowledge:
             before = summary.acknowledged
             summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
