@@ -20,6 +20,11 @@ decodes (a repeated field counts last, as in orjson), and a form that equals a s
 byte for byte holds the same values. Where msgspec writes a value differently (a float in
 `extra_field`, a huge integer there), the form matches no stored one and the record is
 validated, which finds it unchanged if it is.
+
+Where they differ: the typed pass does not look inside the fields it skips, so bytes there
+that are not valid JSON text (not UTF-8, a raw control character) do not refuse the page,
+as orjson would. Such a record is refused (`AkinonBadResponse`) only if it is decoded,
+that is if its content changed; the rest of the page goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Annotated, Any, Final, overload
 import msgspec
 import orjson
 
+from publisher.errors import AkinonBadResponse
 from publisher.records import CONTENT_FIELDS, Resource
 
 # Akinon's integers are 64-bit. A bigger one is left to the plain way: orjson reads it as a
@@ -147,7 +153,13 @@ class RecordPage(Sequence[Any]):
             raise IndexError("record index out of range")
         found = self._decoded.get(index)
         if found is None:
-            found = self._decoded[index] = orjson.loads(memoryview(self._raw()[index]))
+            try:
+                found = self._decoded[index] = orjson.loads(memoryview(self._raw()[index]))
+            except orjson.JSONDecodeError as exc:  # in a field the typed pass skipped
+                raise AkinonBadResponse(
+                    f"record {index} (key {self.keys[index]}) of a {self.resource.value} "
+                    f"page is not valid JSON: {exc}"
+                ) from None
         return found
 
     def __iter__(self) -> Iterator[Any]:
@@ -185,7 +197,7 @@ def decode_page(resource: Resource, body: bytes) -> Any:
     """
     try:
         found = _TYPED[resource].decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (ValueError, RecursionError):  # msgspec's errors, or nesting too deep for it
         return orjson.loads(body)
     if isinstance(found, _Envelope):
         return {"results": RecordPage(resource, body, found.results), "next": found.next}

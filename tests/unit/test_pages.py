@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from publisher.diff import PageDiff, Stored, StoredPage, diff_page, newest_modified, page_keys
+from publisher.errors import AkinonBadResponse
 from publisher.fingerprint import page_canonicals, record_canonical
 from publisher.pages import ROWS, RecordPage, decode_page
 from publisher.records import CONTENT_FIELDS, MODELS, Resource
@@ -123,6 +124,33 @@ def test_a_page_that_is_not_a_record_array_is_decoded_as_it_is() -> None:
     assert decode_page(Resource.STOCK, b"[1, null]") == [1, None]
     with pytest.raises(orjson.JSONDecodeError):
         decode_page(Resource.STOCK, b'[{"pk": 1,')
+
+
+def test_bad_text_in_a_field_the_typed_pass_reads_refuses_the_page_as_orjson_does() -> None:
+    body = _body(Resource.STOCK, [stock(1), stock(2)]).replace(b'"qty"', b'"q\xffty"', 1)
+    with pytest.raises(orjson.JSONDecodeError):
+        decode_page(Resource.STOCK, body)
+
+
+def test_nesting_too_deep_for_msgspec_is_left_to_orjson() -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    body = _body(Resource.STOCK, [stock(1)]).replace(
+        b'"extra_field": {}', b'"extra_field": ' + deep
+    )
+    with pytest.raises(orjson.JSONDecodeError, match="depth"):
+        decode_page(Resource.STOCK, body)
+
+
+def test_bad_text_in_a_skipped_field_refuses_only_that_record_when_it_is_decoded() -> None:
+    body = _body(Resource.STOCK, [stock(1), stock(2)])
+    at = body.rindex(b'"created_date": "') + len(b'"created_date": "')
+    body = body[:at] + b"\xff" + body[at:]  # the second record's created_date
+    page = decode_page(Resource.STOCK, body)
+    assert isinstance(page, RecordPage)
+    assert page.keys == [1, 2]
+    assert page[0] == stock(1)
+    with pytest.raises(AkinonBadResponse, match=r"record 1 \(key 2\) of a stock page"):
+        page[1]
 
 
 def test_a_field_sent_twice_counts_last_as_in_orjson() -> None:
