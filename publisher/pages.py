@@ -22,9 +22,10 @@ byte for byte holds the same values. Where msgspec writes a value differently (a
 validated, which finds it unchanged if it is.
 
 Where they differ: the typed pass does not look inside the fields it skips, so bytes there
-that are not valid JSON text (not UTF-8, a raw control character) do not refuse the page,
-as orjson would. Such a record is refused (`AkinonBadResponse`) only if it is decoded,
-that is if its content changed; the rest of the page goes on.
+that are not valid JSON text (not UTF-8, a raw control character) do not refuse the whole
+page, as orjson does. Such a record raises `AkinonBadResponse`, naming it, only when it
+has to be decoded (its content changed, or it is being acknowledged); that fails the step,
+as the whole page's bad body always did. Unchanged, it passes.
 """
 
 from __future__ import annotations
