@@ -57,7 +57,7 @@ from publisher.errors import (
     PublisherError,
     RetryableError,
 )
-from publisher.pages import RecordPage, page_decoder
+from publisher.pages import RecordPage, decode_page
 from publisher.records import Endpoint, Resource
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ class AkinonClient:
         path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
         first = _PageRequest(httpx.URL(self.base_url + path, params=query), 1, self._page_size)
 
-        decode = page_decoder(resource)
+        decode = partial(decode_page, resource)
 
         def fetch(request: _PageRequest, stop: threading.Event | None) -> _Page:
             return self._fetch_page(Where(channel_id, name, request.page), request, stop, decode)

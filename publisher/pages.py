@@ -31,7 +31,7 @@ as the whole page's bad body always did. Unchanged, it passes.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Final, overload
 
 import msgspec
@@ -182,11 +182,6 @@ class RecordPage(Sequence[Any]):
             found = _RAW.decode(self._body)
             self._raws = found.results if isinstance(found, _RawEnvelope) else found
         return self._raws
-
-
-def page_decoder(resource: Resource) -> Callable[[bytes], Any]:
-    """Return the decoder of a resource's page bodies (see `decode_page`)."""
-    return lambda body: decode_page(resource, body)
 
 
 def decode_page(resource: Resource, body: bytes) -> Any:
