@@ -7,16 +7,16 @@ event ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from publisher.diff import Change, Rejection
+from publisher.diff import Change
 from publisher.errors import BrokerError
 from publisher.events import OutgoingEvent
 from publisher.pipeline import StepSpec, sync_step
-from publisher.records import Endpoint, Resource
+from publisher.records import Resource
 from publisher.state import MemoryStateStore
 from tests.factories import stock
 
@@ -24,23 +24,10 @@ PAGES = [[stock(1), stock(2)], [stock(3)], [stock(4), stock(5)]]
 
 
 class Source:
-    """Serve fixed pages; acknowledging is not used here."""
+    """Serve fixed pages (a step that does not acknowledge needs nothing else)."""
 
-    def iter_pages(
-        self,
-        channel_id: int,
-        resource: Resource,
-        endpoint: Endpoint,
-        params: Mapping[str, str] | None = None,
-        *,
-        prefetch: bool = True,
-    ) -> Iterator[Sequence[Any]]:
+    def iter_pages(self, *_: Any, **__: Any) -> Iterator[Sequence[Any]]:
         yield from PAGES
-
-    def acknowledge(
-        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
-    ) -> None:
-        raise AssertionError("not acknowledging")
 
 
 class Journal:
@@ -69,16 +56,12 @@ class Journal:
     def close(self) -> None:
         pass
 
-    # the part of StateStore a step writes with
+    # StateStore: commits are written down, the rest is the in-memory store's
     def commit(
-        self,
-        channel_id: int,
-        resource: Resource,
-        changes: Sequence[Change],
-        rejections: Sequence[Rejection],
+        self, channel_id: int, resource: Resource, changes: Sequence[Change], *rest: Any
     ) -> None:
         self.log.append(f"commit {','.join(str(c.key) for c in changes)}")
-        self.store.commit(channel_id, resource, changes, rejections)
+        self.store.commit(channel_id, resource, changes, *rest)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
