@@ -12,10 +12,10 @@ each record's canonical form (compact JSON, key first, never a newline), in head
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
 gives the set of stored forms the diff checks unchanged records against, and a record's
 sequence is only looked up when it changed. A hundred similar records compress to a few
-dozen bytes each. A commit merges its changes into the buckets as last read or written
-(kept decoded beside their strings, so nothing is decompressed twice) and sends them, with
-the page's bookkeeping, to a script that writes them only if every bucket still holds what
-the merge started from: one round trip, and it never overwrites what it did not read.
+dozen bytes each. A commit merges its changes into the bucket strings as last read or
+written (decoding one again is cheap with LZ4) and sends them, with the page's
+bookkeeping, to a script that writes them only if every bucket still holds what the merge
+started from: one round trip, and it never overwrites what it did not read.
 Buckets of earlier versions still read: zlib-compressed ones (they are written as LZ4 the
 next time they change), and those written before the key moved into the form, as lines
 ``<key % size> <sequence> <form without key>``.
@@ -29,7 +29,7 @@ import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Protocol
 
 import lz4.block
 import redis
@@ -235,31 +235,23 @@ return 0
 # A commit whose buckets changed under it reads them again and retries; only a second writer
 # of the same (channel, resource), which the step lock rules out, can make that happen.
 _COMMIT_ATTEMPTS: Final = 5
-# Buckets this store read or wrote last, so a commit need not read or decode them again.
+# Bucket strings this store read or wrote last, so a commit need not read them again.
 _RECENT_BUCKETS: Final = 512
-
-
-class _Held(NamedTuple):
-    """A bucket string as Redis holds it (None: no such key) and the text it decodes to."""
-
-    blob: bytes | None
-    text: bytes
 
 
 class RedisStateStore:
     """Keep state in Redis: compressed bucket strings, read and written per page.
 
-    The store remembers the buckets it read or wrote last, string and decoded text, so that
-    committing a page is one round trip and no decompression: a script checks that every
-    bucket still holds the string the merge started from and writes the merged ones (or,
-    if one changed, nothing: read and retry). Remembering costs a bounded amount of memory
-    (`_RECENT_BUCKETS` buckets, about 10 kB each).
+    The store remembers the bucket strings it read or wrote last, so that committing a page
+    is one round trip: a script checks that every bucket still holds the string the merge
+    started from and writes the merged ones (or, if one changed, nothing: read and retry).
+    Remembering costs a bounded amount of memory (`_RECENT_BUCKETS` strings).
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
-        self._recent: OrderedDict[str, _Held] = OrderedDict()
+        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     @classmethod
@@ -284,8 +276,8 @@ class RedisStateStore:
         if not numbers:
             return StoredPage({})
         names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
-        read = self._read(names, numbers)
-        buckets = {n: bucket for n, (_, bucket) in zip(numbers, read, strict=True)}
+        blobs = self._read(names)
+        buckets = {n: Bucket.decode(blob, n) for n, blob in zip(numbers, blobs, strict=True)}
         forms: set[bytes] = set()
         for bucket in buckets.values():
             forms.update(bucket.forms)
@@ -319,26 +311,22 @@ class RedisStateStore:
             updates[change.key // keys.BUCKET_SIZE][change.key] = Stored(
                 change.sequence, change.after
             )
-        numbers = list(updates)
-        names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
+        names = [keys.state_bucket(channel_id, resource, number) for number in updates]
         script_keys = [*names, keys.rejected(channel_id, resource), keys.meta(channel_id, resource)]
         bookkeeping = _bookkeeping(changes, rejections)
         for _ in range(_COMMIT_ATTEMPTS):
-            bases = self._recall(names, numbers)
-            merged = [
-                bucket.merged(entries)
-                for (_, bucket), entries in zip(bases, updates.values(), strict=True)
+            bases = self._recall(names)
+            blobs = [
+                Bucket.decode(base, number).merged(entries).encoded()
+                for base, (number, entries) in zip(bases, updates.items(), strict=True)
             ]
-            blobs = [bucket.encoded() for bucket in merged]
-            expected = [b"" if blob is None else blob for blob, _ in bases]
+            expected = [b"" if base is None else base for base in bases]
             with _translated("write"):
                 conflict = self._commit_script(
                     keys=script_keys, args=[len(names), *expected, *blobs, *bookkeeping]
                 )
             if not conflict:
-                self._remember(
-                    names, [_Held(b, m.text) for b, m in zip(blobs, merged, strict=True)]
-                )
+                self._remember(names, blobs)
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
@@ -346,27 +334,26 @@ class RedisStateStore:
             f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
         )
 
-    def _read(self, names: list[str], numbers: list[int]) -> list[tuple[bytes | None, Bucket]]:
-        """Read buckets (one MGET), decode them and remember them: (string, bucket) each."""
+    def _read(self, names: list[str]) -> list[bytes | None]:
+        """Read bucket strings (one MGET) and remember them."""
         with _translated("read"):
             found = self._redis.mget(names)
         blobs = [v.encode() if isinstance(v, str) else v for v in found]
-        read = [(b, Bucket.decode(b, n)) for b, n in zip(blobs, numbers, strict=True)]
-        self._remember(names, [_Held(blob, bucket.text) for blob, bucket in read])
-        return read
+        self._remember(names, blobs)
+        return blobs
 
-    def _recall(self, names: list[str], numbers: list[int]) -> list[tuple[bytes | None, Bucket]]:
-        """Return the buckets as last read or written, reading them if one is not remembered."""
+    def _recall(self, names: list[str]) -> list[bytes | None]:
+        """Return the bucket strings as last read or written, reading any not remembered."""
         with self._recent_lock:
-            recalled = [self._recent.get(name) for name in names]
-        if None in recalled:
-            return self._read(names, numbers)
-        return [(held.blob, Bucket(held.text)) for held in recalled if held is not None]
+            recalled = [self._recent.get(name, b"") for name in names]
+        if b"" in recalled:  # not remembered (a string read or written is never empty)
+            return self._read(names)
+        return recalled
 
-    def _remember(self, names: Sequence[str], held: Sequence[_Held]) -> None:
+    def _remember(self, names: Sequence[str], blobs: Sequence[bytes | None]) -> None:
         with self._recent_lock:
-            for name, one in zip(names, held, strict=True):
-                self._recent[name] = one
+            for name, blob in zip(names, blobs, strict=True):
+                self._recent[name] = blob
                 self._recent.move_to_end(name)
             while len(self._recent) > _RECENT_BUCKETS:
                 self._recent.popitem(last=False)
