@@ -189,11 +189,11 @@ def diff_page(
     forms = page_canonicals(resource, raws)
     newer: dict[int, Stored] = {}
     for index in _unsettled(forms, page.forms, keys):
-        raw, key, form = raws[index], keys[index], forms[index]
+        key, form = keys[index], forms[index]
         previous = None if key is None else newer.get(key) or page.current(key)
         if previous is not None and form == previous.canonical:
             continue
-        outcome = _classify(resource, raw, key, previous)
+        outcome = _classify(resource, raws, index, key, previous)
         if isinstance(outcome, Rejection):
             result.rejections.append(outcome)
         elif outcome is not None:
@@ -219,13 +219,17 @@ def _unsettled(
 
 
 def _classify(
-    resource: Resource, raw: Any, key: int | None, previous: Stored | None
+    resource: Resource, raws: Sequence[Any], index: int, key: int | None, previous: Stored | None
 ) -> Change | Rejection | None:
+    # A typed page's record is validated from its row and decoded only to be reported.
+    fields = raws.fields(index) if isinstance(raws, RecordPage) else raws[index]
     try:
-        record = MODELS[resource].model_validate(raw)
+        record = MODELS[resource].model_validate(fields)
     except ValidationError as exc:
+        raw = raws[index]
         return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
     if key is None:
+        raw = raws[index]
         # Valid once coerced ("12", 12.0), but a key that is not a JSON integer could not be
         # looked up before the diff: taken as is, it would restart the record at sequence 1.
         found = f"{_raw_key(resource, raw)!r:.60}"

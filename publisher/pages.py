@@ -3,17 +3,18 @@
     page body  ->  RecordPage(keys, forms, newest_modified) + records decoded on demand
 
 A page is decoded as orjson would decode it, except that the record array becomes a
-`RecordPage`. To make it, typed structs (`msgspec`) read only what the diff's fast path
-needs from each record (the key, the content fields, `modified_date`) and skip the rest
-without building a dict; each record's canonical form is written from those fields. A
-record is decoded into a dict only when asked for (`page[i]`): in a steady-state poll that
-is the few records whose form is not a stored one.
+`RecordPage`. To make it, typed structs (`msgspec`) read only the fields the models read
+(the key, the content fields, the two dates) and skip the rest without building a dict;
+each record's canonical form is written from its content fields. A record whose form is
+not a stored one is validated from its row (`fields`), so a steady-state poll builds no
+record dict at all; a record is decoded in full only when asked for (`page[i]`): to report
+it as rejected, to acknowledge it.
 
 The typed pass takes a page only if *every* record fits it: an integer key within 64 bits,
 every content field present, the decimals as strings (or null where they may be), a
-`modified_date` string. Otherwise nothing changes: the page is decoded by orjson into plain
-dicts and the diff takes its usual way (`publisher.fingerprint.page_canonicals`), so an
-odd record costs speed, never correctness.
+`modified_date` string, a `created_date` string or null (or none). Otherwise nothing
+changes: the page is decoded by orjson into plain dicts and the diff takes its usual way
+(`publisher.fingerprint.page_canonicals`), so an odd record costs speed, never correctness.
 
 Why the two ways agree: for the values the typed pass accepts, msgspec decodes what orjson
 decodes (a repeated field counts last, as in orjson), and a form that equals a stored one
@@ -21,11 +22,16 @@ byte for byte holds the same values. Where msgspec writes a value differently (a
 `extra_field`, a huge integer there), the form matches no stored one and the record is
 validated, which finds it unchanged if it is.
 
+Validating a row gives what validating the dict gives: the same fields with the same values
+(the model ignores every other field). The one value the two decoders read apart, an
+integer past 64 bits nested in `extra_field` (msgspec exactly, orjson as a float), is why
+a record with a non-empty `extra_field` is validated from its dict instead.
+
 Where they differ: the typed pass does not look inside the fields it skips, so bytes there
 that are not valid JSON text (not UTF-8, a raw control character) do not refuse the whole
 page, as orjson does. Such a record raises `AkinonBadResponse`, naming it, only when it
-has to be decoded (its content changed, or it is being acknowledged); that fails the step,
-as the whole page's bad body always did. Unchanged, it passes.
+has to be decoded in full (it is rejected, or acknowledged); that fails the step, as the
+whole page's bad body always did. Otherwise, changed or not, it passes.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Annotated, Any, Final, overload
 
 import msgspec
 import orjson
+from msgspec.structs import asdict, astuple
 
 from publisher.errors import AkinonBadResponse
 from publisher.records import CONTENT_FIELDS, Resource
@@ -46,7 +53,8 @@ Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 # The rows are never tracked by the garbage collector (`gc=False`): they hold decoded JSON
 # values only, which cannot refer back to a row, so no cycle can run through one. It makes
-# the decode of a page about a third cheaper.
+# the decode of a page about a third cheaper. A row's content fields come first, in
+# `CONTENT_FIELDS` order (a form is the head of the row's tuple), then the dates.
 
 
 class StockRow(msgspec.Struct, gc=False):
@@ -62,6 +70,7 @@ class StockRow(msgspec.Struct, gc=False):
     modified_collection: Int | None
     adjusted_stock: Int | None
     modified_date: str
+    created_date: str | None = None
 
 
 class PriceRow(msgspec.Struct, gc=False):
@@ -80,6 +89,7 @@ class PriceRow(msgspec.Struct, gc=False):
     adjusted_price: str | None
     extra_field: dict[str, Any]
     modified_date: str
+    created_date: str | None = None
 
 
 class _Envelope(msgspec.Struct, gc=False):
@@ -112,7 +122,7 @@ _TYPED: Final[dict[Resource, msgspec.json.Decoder[Any]]] = {
 _RAW: Final = msgspec.json.Decoder(list[msgspec.Raw] | _RawEnvelope)
 # Nested objects with sorted keys, as in `publisher.fingerprint`.
 _ENCODE: Final = msgspec.json.Encoder(order="sorted").encode
-_CONTENT: Final = {r: operator.attrgetter(*CONTENT_FIELDS[r]) for r in Resource}
+_CONTENT: Final = {r: operator.itemgetter(slice(len(CONTENT_FIELDS[r]))) for r in Resource}
 _KEY: Final = {r: operator.attrgetter(CONTENT_FIELDS[r][0]) for r in Resource}
 _MODIFIED: Final = operator.attrgetter("modified_date")
 
@@ -121,18 +131,29 @@ class RecordPage(Sequence[Any]):
     """The records of one page: keys, canonical forms and newest date made, dicts on demand.
 
     `page[i]` is the record as orjson decodes it (the same dict each time); iterating
-    decodes every record.
+    decodes every record. `fields(i)` is what validating a record needs.
     """
 
-    __slots__ = ("_body", "_decoded", "_raws", "forms", "keys", "newest_modified", "resource")
+    __slots__ = (
+        "_body",
+        "_decoded",
+        "_raws",
+        "_rows",
+        "forms",
+        "keys",
+        "newest_modified",
+        "resource",
+    )
 
     def __init__(self, resource: Resource, body: bytes, rows: Sequence[StockRow | PriceRow]):
         self.resource = resource
         self.keys: list[int] = list(map(_KEY[resource], rows))
-        self.forms: list[bytes] = list(map(_ENCODE, map(_CONTENT[resource], rows)))
+        # astuple reads a row's slots in C: less than half the cost of getting each field.
+        self.forms: list[bytes] = list(map(_ENCODE, map(_CONTENT[resource], map(astuple, rows))))
         # ISO-8601 text in one format sorts as the moments do.
         self.newest_modified: str | None = max(map(_MODIFIED, rows), default=None)
         self._body = body
+        self._rows = rows
         self._raws: list[msgspec.Raw] | None = None
         self._decoded: dict[int, Any] = {}
 
@@ -165,6 +186,18 @@ class RecordPage(Sequence[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         return map(self.__getitem__, range(len(self)))
+
+    def fields(self, index: int) -> dict[str, Any]:
+        """Return what the record's model reads of it: the row, or the whole record.
+
+        Validating either gives the same outcome (see the module's docstring); the row needs
+        no second pass over the body.
+        """
+        row = self._rows[index]
+        if row.extra_field:  # nested JSON: read as orjson reads it
+            found: dict[str, Any] = self[index]
+            return found
+        return asdict(row)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RecordPage | list):

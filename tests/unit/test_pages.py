@@ -45,9 +45,11 @@ def _stored_form(resource: Resource, raw: dict[str, Any]) -> bytes:
 
 
 @pytest.mark.parametrize("resource", list(Resource))
-def test_the_rows_read_the_content_fields_in_their_order_then_the_date(resource: Resource) -> None:
+def test_the_rows_read_the_content_fields_in_their_order_then_the_dates(resource: Resource) -> None:
     fields = ROWS[resource].__struct_fields__
-    assert fields == (*CONTENT_FIELDS[resource], "modified_date")
+    assert fields == (*CONTENT_FIELDS[resource], "modified_date", "created_date")
+    # ... which are every field the record's model reads.
+    assert set(fields) == {f.alias or name for name, f in MODELS[resource].model_fields.items()}
 
 
 @pytest.mark.parametrize("resource", list(Resource))
@@ -141,16 +143,39 @@ def test_nesting_too_deep_for_msgspec_is_left_to_orjson() -> None:
         decode_page(Resource.STOCK, body)
 
 
+def _with_bad_text_in_a_skipped_field(records: list[Any]) -> bytes:
+    # The last record gets a field no model reads, holding a byte that is not UTF-8.
+    records[-1]["note"] = "sp"
+    body = _body(Resource.STOCK, records)
+    at = body.rindex(b'"note": "s') + len(b'"note": "s')
+    return body[:at] + b"\xff" + body[at:]
+
+
 def test_bad_text_in_a_skipped_field_refuses_only_that_record_when_it_is_decoded() -> None:
-    body = _body(Resource.STOCK, [stock(1), stock(2)])
-    at = body.rindex(b'"created_date": "') + len(b'"created_date": "')
-    body = body[:at] + b"\xff" + body[at:]  # the second record's created_date
+    body = _with_bad_text_in_a_skipped_field([stock(1), stock(2)])
     page = decode_page(Resource.STOCK, body)
     assert isinstance(page, RecordPage)
     assert page.keys == [1, 2]
     assert page[0] == stock(1)
     with pytest.raises(AkinonBadResponse, match=r"record 1 \(key 2\) of a stock page"):
         page[1]
+
+
+def test_a_changed_record_with_bad_text_in_a_skipped_field_is_still_published() -> None:
+    stored = {2: Stored(1, _stored_form(Resource.STOCK, stock(2)))}
+    page = decode_page(Resource.STOCK, _with_bad_text_in_a_skipped_field([stock(2, stock=3)]))
+    (change,) = diff_page(Resource.STOCK, page, StoredPage(stored)).changes
+    assert (change.key, change.sequence, change.content["stock"]) == (2, 2, 3)
+
+
+def test_a_rejected_record_is_reported_whole_as_it_came() -> None:
+    # The typed pass takes any date text; the model refuses this one.
+    record = stock(1, created_date="yesterday", note="kept in the report")
+    page = decode_page(Resource.STOCK, _body(Resource.STOCK, [stock(2), record]))
+    assert isinstance(page, RecordPage)
+    (rejection,) = diff_page(Resource.STOCK, page, StoredPage({})).rejections
+    assert rejection.key == 1 and rejection.reason.startswith("created_date: ")
+    assert rejection.raw == record
 
 
 def test_a_field_sent_twice_counts_last_as_in_orjson() -> None:
@@ -164,14 +189,23 @@ def test_a_field_sent_twice_counts_last_as_in_orjson() -> None:
     assert change.content["stock"] == 6
 
 
-def test_only_the_records_that_are_not_settled_by_their_form_are_decoded() -> None:
+def test_a_change_is_found_without_decoding_any_record_whole() -> None:
     records = [stock(key) for key in range(1, 6)]
     stored = {r["pk"]: Stored(1, _stored_form(Resource.STOCK, r)) for r in records}
     records[3] = stock(4, stock=11)
     page = decode_page(Resource.STOCK, _body(Resource.STOCK, records))
     (change,) = diff_page(Resource.STOCK, page, StoredPage(stored)).changes
-    assert change.key == 4
-    assert page._decoded.keys() == {3}  # the changed record, the only one turned into a dict
+    assert change.key == 4 and change.content["stock"] == 11
+    assert page._raws is None and not page._decoded  # validated from its row
+
+
+def test_a_change_with_extra_fields_is_validated_from_the_record_as_orjson_reads_it() -> None:
+    # orjson reads an integer past 64 bits as a float, msgspec exactly: the dict way decides.
+    record = stock(4, extra_field={"big": 2**70})
+    page = decode_page(Resource.STOCK, _body(Resource.STOCK, [record]))
+    (change,) = diff_page(Resource.STOCK, page, StoredPage({})).changes
+    assert change.content["extra_field"] == {"big": float(2**70)}
+    assert page._decoded.keys() == {0}
 
 
 # ---------------------------------------------------------------------------- agreement
@@ -208,7 +242,7 @@ def _field_value(rng: random.Random, resource: Resource, name: str) -> Any:
     if name in ("unit_type", "currency_type", "price_type"):
         return rng.choice(["qty", "kg", "try", "usd", "default", "İ"])
     if name in ("retail_price", "tax_rate", "price", "discount_percentage", "adjusted_price"):
-        return rng.choice(["1.00", "119.90", "0", "12", None, "-3.5"])
+        return rng.choice(["1.00", "119.90", "0", "12", None, "-3.5", "abc", "1e3"])
     return rng.choice([1, 2, 3, None, 10**12])
 
 
@@ -224,8 +258,12 @@ def _random_record(rng: random.Random, resource: Resource, key: int) -> Any:
     if rng.random() < 0.03:
         record[resource.key_field] = rng.choice(["7", 7.0, None, 2**64, True])
     if rng.random() < 0.03:
-        record["modified_date"] = rng.choice([None, 1, "2020-01-01T00:00:00Z"])
-    return record
+        record["modified_date"] = rng.choice([None, 1, "2020-01-01T00:00:00Z", "soon"])
+    if rng.random() < 0.05:
+        record["created_date"] = rng.choice([None, 1, "yesterday", "2020-01-01", msgspec.UNSET])
+    if rng.random() < 0.05:
+        record["note"] = rng.choice(_ODD_VALUES)  # a field no model reads
+    return {name: value for name, value in record.items() if value is not msgspec.UNSET}
 
 
 def _random_state(rng: random.Random, resource: Resource, keys: list[int]) -> dict[int, Stored]:
