@@ -12,10 +12,11 @@ each record's canonical form (compact JSON, key first, never a newline), in head
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
 gives the set of stored forms the diff checks unchanged records against, and a record's
 sequence is only looked up when it changed. A hundred similar records compress to a few
-dozen bytes each. A commit merges its changes into the bucket strings as last read or
-written (decoding one again is cheap with LZ4) and sends them, with the page's
-bookkeeping, to a script that writes them only if every bucket still holds what the merge
-started from: one round trip, and it never overwrites what it did not read.
+dozen bytes each. A commit merges its changes into the buckets as last read or written
+(the last few pages' buckets are kept split; older ones are decoded again, which is cheap
+with LZ4) and sends them, with the page's bookkeeping, to a script that writes them only
+if every bucket still holds what the merge started from: one round trip, and it never
+overwrites what it did not read.
 Buckets of earlier versions still read: zlib-compressed ones (they are written as LZ4 the
 next time they change), and those written before the key moved into the form, as lines
 ``<key % size> <sequence> <form without key>``.
@@ -237,6 +238,9 @@ return 0
 _COMMIT_ATTEMPTS: Final = 5
 # Bucket strings this store read or wrote last, so a commit need not read them again.
 _RECENT_BUCKETS: Final = 512
+# Of those, the last few pages' buckets are also kept split into lines, so a commit merges
+# into them without decoding them again (a page touches about ten buckets).
+_SPLIT_BUCKETS: Final = 64
 
 
 class RedisStateStore:
@@ -245,13 +249,15 @@ class RedisStateStore:
     The store remembers the bucket strings it read or wrote last, so that committing a page
     is one round trip: a script checks that every bucket still holds the string the merge
     started from and writes the merged ones (or, if one changed, nothing: read and retry).
-    Remembering costs a bounded amount of memory (`_RECENT_BUCKETS` strings).
+    Remembering costs a bounded amount of memory (`_RECENT_BUCKETS` strings, the last
+    `_SPLIT_BUCKETS` of them split too).
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
         self._recent: OrderedDict[str, bytes | None] = OrderedDict()
+        self._split: OrderedDict[str, tuple[bytes | None, Bucket]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     @classmethod
@@ -277,7 +283,9 @@ class RedisStateStore:
             return StoredPage({})
         names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
         blobs = self._read(names)
-        buckets = {n: Bucket.decode(blob, n) for n, blob in zip(numbers, blobs, strict=True)}
+        split = list(map(self._bucket, names, blobs, numbers))
+        self._keep_split(names, blobs, split)
+        buckets = dict(zip(numbers, split, strict=True))
         forms: set[bytes] = set()
         for bucket in buckets.values():
             forms.update(bucket.forms)
@@ -316,10 +324,11 @@ class RedisStateStore:
         bookkeeping = _bookkeeping(changes, rejections)
         for _ in range(_COMMIT_ATTEMPTS):
             bases = self._recall(names)
-            blobs = [
-                Bucket.decode(base, number).merged(entries).encoded()
-                for base, (number, entries) in zip(bases, updates.items(), strict=True)
+            merged = [
+                self._bucket(name, base, number).merged(entries)
+                for name, base, (number, entries) in zip(names, bases, updates.items(), strict=True)
             ]
+            blobs = [bucket.encoded() for bucket in merged]
             expected = [b"" if base is None else base for base in bases]
             with _translated("write"):
                 conflict = self._commit_script(
@@ -327,6 +336,7 @@ class RedisStateStore:
                 )
             if not conflict:
                 self._remember(names, blobs)
+                self._keep_split(names, blobs, merged)
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
@@ -362,6 +372,25 @@ class RedisStateStore:
         with self._recent_lock:
             for name in names:
                 self._recent.pop(name, None)
+                self._split.pop(name, None)
+
+    def _bucket(self, name: str, blob: bytes | None, number: int) -> Bucket:
+        """Return a bucket string split: as kept, if it is the string kept, else decoded."""
+        with self._recent_lock:
+            kept = self._split.get(name)
+        if kept is not None and kept[0] == blob:
+            return kept[1]
+        return Bucket.decode(blob, number)
+
+    def _keep_split(
+        self, names: Sequence[str], blobs: Sequence[bytes | None], buckets: Sequence[Bucket]
+    ) -> None:
+        with self._recent_lock:
+            for name, blob, bucket in zip(names, blobs, buckets, strict=True):
+                self._split[name] = (blob, bucket)
+                self._split.move_to_end(name)
+            while len(self._split) > _SPLIT_BUCKETS:
+                self._split.popitem(last=False)
 
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""

@@ -200,6 +200,23 @@ def test_a_commit_over_buckets_another_writer_changed_merges_instead_of_overwrit
     theirs.close()
 
 
+def test_a_load_sees_what_another_writer_committed_since_the_last_load(
+    redis_url: str, channel_id: int
+) -> None:
+    # A store keeps the buckets it last read split into lines; another writer's commit must
+    # still show on the next load.
+    ours, theirs = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    ours.commit(channel_id, Resource.STOCK, diff_page(Resource.STOCK, [stock(1)], {}).changes, [])
+    assert list(ours.load(channel_id, Resource.STOCK, [1, 2])) == [1]
+    changed = diff_page(Resource.STOCK, [stock(1, stock=3), stock(2)], {1: Stored(1, b"")})
+    theirs.commit(channel_id, Resource.STOCK, changed.changes, [])
+    again = ours.load(channel_id, Resource.STOCK, [1, 2])
+    assert {key: version.sequence for key, version in again.items()} == {1: 2, 2: 1}
+    assert diff_page(Resource.STOCK, [stock(1, stock=3), stock(2)], again).unchanged == 2
+    ours.close()
+    theirs.close()
+
+
 def test_a_bucket_in_the_earlier_layout_reads_and_is_rewritten_on_commit(
     redis_url: str, channel_id: int
 ) -> None:
