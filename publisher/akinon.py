@@ -572,13 +572,19 @@ def _array_page(body: Sequence[Any], request: _PageRequest, where: Where) -> _Pa
     stop at a shorter (or empty) one. A longer one means the server ignored `limit`, and so
     most likely `page` too: it is the whole list.
     """
-    if request.previous_first is not None and body and body[0] == request.previous_first:
+    if request.previous_first is not None and body and _first(body) == request.previous_first:
         log.warning("akinon.page_repeated %s: the server seems to ignore `page`; stopping", where)
         return _Page([], None)
     if len(body) != request.limit:
         return _Page(body, None)
     url = request.url.copy_set_param("page", str(request.page + 1))
-    return _Page(body, _PageRequest(url, request.page + 1, request.limit, body[0]))
+    return _Page(body, _PageRequest(url, request.page + 1, request.limit, _first(body)))
+
+
+def _first(body: Sequence[Any]) -> Any:
+    # What tells a page's first record from another: a typed page's fields (decoding the
+    # record whole would take a second pass over the body, on every page).
+    return body.fields(0) if isinstance(body, RecordPage) else body[0]
 
 
 def _step(

@@ -355,6 +355,18 @@ def test_a_server_ignoring_page_is_not_read_twice(
     assert "akinon.page_repeated channel=5" in caplog.text
 
 
+def test_paging_through_typed_pages_decodes_no_record_whole(make: Factory) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        number = page_number(request)
+        return httpx.Response(200, json=records(3 * number - 2, 3 if number < 3 else 1))
+
+    client, _, _ = make(answer, page_size=3)
+    pages = client.iter_pages(5, Resource.STOCK, Endpoint.INSERTS_OR_UPDATES)
+    typed = [page for page in pages if isinstance(page, RecordPage)]
+    assert [page.keys for page in typed] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert not any(page._decoded for page in typed)  # only keys, forms and rows were read
+
+
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_paginated_objects_follow_next_links_on_the_same_host(
     make: Factory, prefetch: bool
