@@ -582,9 +582,9 @@ def _array_page(body: Sequence[Any], request: _PageRequest, where: Where) -> _Pa
 
 
 def _first(body: Sequence[Any]) -> Any:
-    # What tells a page's first record from another: a typed page's fields (decoding the
+    # What tells a page's first record from another: a typed page's row (decoding the
     # record whole would take a second pass over the body, on every page).
-    return body.fields(0) if isinstance(body, RecordPage) else body[0]
+    return body.row(0) if isinstance(body, RecordPage) else body[0]
 
 
 def _step(

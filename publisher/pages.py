@@ -131,7 +131,8 @@ class RecordPage(Sequence[Any]):
     """The records of one page: keys, canonical forms and newest date made, dicts on demand.
 
     `page[i]` is the record as orjson decodes it (the same dict each time); iterating
-    decodes every record. `fields(i)` is what validating a record needs.
+    decodes every record. `fields(i)` is what validating a record needs, `row(i)` what the
+    typed pass read of it.
     """
 
     __slots__ = (
@@ -193,11 +194,14 @@ class RecordPage(Sequence[Any]):
         Validating either gives the same outcome (see the module's docstring); the row needs
         no second pass over the body.
         """
-        row = self._rows[index]
-        if row.extra_field:  # nested JSON: read as orjson reads it
+        if self._rows[index].extra_field:  # nested JSON: read as orjson reads it
             found: dict[str, Any] = self[index]
             return found
-        return asdict(row)
+        return self.row(index)
+
+    def row(self, index: int) -> dict[str, Any]:
+        """Return the fields the typed pass read of a record (as msgspec read them)."""
+        return asdict(self._rows[index])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RecordPage | list):

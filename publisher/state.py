@@ -13,10 +13,10 @@ A page of 1,000 records is one MGET of about ten strings; splitting them into li
 gives the set of stored forms the diff checks unchanged records against, and a record's
 sequence is only looked up when it changed. A hundred similar records compress to a few
 dozen bytes each. A commit merges its changes into the buckets as last read or written
-(split as its page loaded them, if no commit changed them since; else decoded again, which
-is cheap with LZ4) and sends them, with the page's bookkeeping, to a script that writes them only
-if every bucket still holds what the merge started from: one round trip, and it never
-overwrites what it did not read.
+(split as its page loaded them, if no commit changed them since; else decoded again,
+which is cheap with LZ4) and sends them, with the page's bookkeeping, to a script that
+writes them only if every bucket still holds what the merge started from: one round
+trip, and it never overwrites what it did not read.
 Buckets of earlier versions still read: zlib-compressed ones (they are written as LZ4 the
 next time they change), and those written before the key moved into the form, as lines
 ``<key % size> <sequence> <form without key>``.

@@ -358,7 +358,9 @@ def test_a_server_ignoring_page_is_not_read_twice(
 def test_paging_through_typed_pages_decodes_no_record_whole(make: Factory) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         number = page_number(request)
-        return httpx.Response(200, json=records(3 * number - 2, 3 if number < 3 else 1))
+        found = records(3 * number - 2, 3 if number < 3 else 1)
+        found[0]["extra_field"] = {"colour": "red"}  # would be read whole by `fields`
+        return httpx.Response(200, json=found)
 
     client, _, _ = make(answer, page_size=3)
     pages = client.iter_pages(5, Resource.STOCK, Endpoint.INSERTS_OR_UPDATES)
