@@ -327,11 +327,10 @@ class RedisStateStore:
         bookkeeping = _bookkeeping(changes, rejections)
         for _ in range(_COMMIT_ATTEMPTS):
             bases = self._recall(names)
-            merged = [
-                self._bucket(name, base, number).merged(entries)
+            blobs = [
+                self._bucket(name, base, number).merged(entries).encoded()
                 for name, base, (number, entries) in zip(names, bases, updates.items(), strict=True)
             ]
-            blobs = [bucket.encoded() for bucket in merged]
             expected = [b"" if base is None else base for base in bases]
             with _translated("write"):
                 conflict = self._commit_script(
