@@ -3,7 +3,7 @@
 (a) fetch every page of both kinds from the sandbox with a plain httpx client, decode each
     body with orjson, nothing else; records per second.
 (c) the records' keys, page by page as the sandbox serves them, read back with one pipeline
-    of HMGETs per page: one HMGET per bucket of `keys.BUCKET_SIZE` consecutive keys, the
+    of HMGETs per page: one HMGET per bucket of `topology.BUCKET_SIZE` consecutive keys, the
     values being each record's canonical form (what the state store keeps); keys per second.
     The hashes live under `bench:<channel>:hmget:` in the bench database.
 """
@@ -20,7 +20,7 @@ import orjson
 import redis
 
 from bench.env import PAGE_SIZE, SCRATCH_PREFIX, TOKEN, Sandbox
-from publisher import keys
+from publisher import topology
 from publisher.diff import page_keys
 from publisher.fingerprint import raw_canonical
 from publisher.records import Endpoint, Resource
@@ -78,7 +78,7 @@ def store_hashes(client: redis.Redis, box: Sandbox) -> KeyPages:
             page = [key for key in page_keys(resource, records) if key is not None]
             writer = client.pipeline(transaction=False)
             for key, record in zip(page, records, strict=True):
-                bucket, field = keys.bucket_of(key)
+                bucket, field = topology.bucket_of(key)
                 value = b"1 " + (raw_canonical(resource, record) or b"")
                 writer.hset(_hash_name(box, resource, bucket), field, value)
             writer.execute()
@@ -93,7 +93,7 @@ def redis_keys_per_second(client: redis.Redis, box: Sandbox, pages: KeyPages) ->
     for resource, page in pages:
         fields: dict[int, list[str]] = {}
         for key in page:
-            bucket, field = keys.bucket_of(key)
+            bucket, field = topology.bucket_of(key)
             fields.setdefault(bucket, []).append(field)
         reader = client.pipeline(transaction=False)
         for bucket, names in fields.items():

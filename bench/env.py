@@ -35,9 +35,10 @@ import redis
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue, binding
 
-from publisher import keys
+from publisher import topology
 from publisher.akinon import AkinonClient
-from publisher.publish import KombuPublisher, declare_topology
+from publisher.broker import declare_topology
+from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from publisher.service import Edges
 from publisher.state import RedisStateStore
@@ -148,13 +149,12 @@ def scrub(client: redis.Redis, channel_id: int) -> None:
 @contextlib.contextmanager
 def bench_queue(channel_id: int) -> Iterator[str]:
     """Bind a capped queue to a channel's change events; delete it afterwards."""
-    routes = {Resource.STOCK: keys.STOCK_EXCHANGE, Resource.PRICE: keys.PRICE_EXCHANGE}
     bindings = [
         binding(
-            Exchange(exchange, "topic", passive=True),
-            routing_key=keys.changed_routing_key(resource, channel_id),
+            Exchange(topology.exchange_for(resource), "topic", passive=True),
+            routing_key=topology.changed_routing_key(resource, channel_id),
         )
-        for resource, exchange in routes.items()
+        for resource in Resource
     ]
     queue = Queue(
         f"akinon.bench.{channel_id}",
@@ -200,4 +200,4 @@ def _delete_matching(client: redis.Redis, pattern: str) -> None:
 def state_pattern(channel_id: int) -> str:
     """Return the SCAN pattern of a channel's keys (see `publisher.keys`)."""
     # Every key of a (channel, resource) starts with its hash tag `akp:{<channel>:<kind>}`.
-    return f"{keys.KEY_PREFIX}:{{{channel_id}:*"
+    return f"{topology.KEY_PREFIX}:{{{channel_id}:*"

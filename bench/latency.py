@@ -26,7 +26,7 @@ from kombu.entity import Exchange, Queue, binding
 from kombu.messaging import Consumer
 
 from bench.env import AMQP_URL, Sandbox, edges_for
-from publisher import keys
+from publisher import topology
 from publisher.pipeline import StepSpec
 from publisher.records import Resource
 from publisher.sandbox.catalog import first_key
@@ -34,7 +34,6 @@ from publisher.service import Edges, run_step
 
 LOOKBACK_SECONDS: Final = 120.0  # the service's default incremental lookback
 _ARRIVAL_SECONDS: Final = 20.0  # give up on events this long after the last change
-_EXCHANGES: Final = {Resource.STOCK: keys.STOCK_EXCHANGE, Resource.PRICE: keys.PRICE_EXCHANGE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +153,10 @@ class _Arrivals:
         self._log = log
         bindings = [
             binding(
-                Exchange(exchange, "topic", passive=True),
-                routing_key=keys.changed_routing_key(resource, channel_id),
+                Exchange(topology.exchange_for(resource), "topic", passive=True),
+                routing_key=topology.changed_routing_key(resource, channel_id),
             )
-            for resource, exchange in _EXCHANGES.items()
+            for resource in Resource
         ]
         queue = Queue(
             f"akinon.bench.latency.{channel_id}",

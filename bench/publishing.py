@@ -22,8 +22,14 @@ from kombu.messaging import Producer
 from bench.ceilings import iter_pages
 from bench.env import AMQP_URL, Sandbox
 from publisher.diff import diff_page
-from publisher.events import EventContext, OutgoingEvent, change_event, source_uri
-from publisher.publish import ConfirmTracker, message_properties
+from publisher.outgoing import (
+    EventContext,
+    OutgoingEvent,
+    change_event,
+    message_properties,
+    source_uri,
+)
+from publisher.publish import ConfirmTracker, kombu_properties
 from publisher.records import Resource
 
 WINDOW: Final = 1000
@@ -81,7 +87,7 @@ def kombu_batched_per_second(events: Sequence[OutgoingEvent]) -> float:
                 routing_key=event.routing_key,
                 mandatory=True,
                 retry=False,
-                **_kombu_properties(event),
+                **kombu_properties(event),
             )
 
         return _windowed(events, publish, tracker, connection.drain_events)
@@ -100,7 +106,7 @@ def kombu_one_by_one_per_second(events: Sequence[OutgoingEvent]) -> float:
                 routing_key=event.routing_key,
                 mandatory=True,
                 retry=False,
-                **_kombu_properties(event),
+                **kombu_properties(event),
             )
         return len(events) / (time.perf_counter() - started)
 
@@ -131,9 +137,3 @@ def _windowed(
     if tracker.nacked:
         raise RuntimeError(f"the broker refused {tracker.nacked} messages")
     return len(events) / elapsed
-
-
-def _kombu_properties(event: OutgoingEvent) -> dict[str, Any]:
-    properties = message_properties(event)
-    properties["headers"] = properties.pop("application_headers")
-    return properties

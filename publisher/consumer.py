@@ -87,13 +87,13 @@ import kombu.exceptions
 import orjson
 import redis
 from kombu.connection import Connection
-from kombu.entity import Exchange, Queue, binding
+from kombu.entity import Queue, binding
 from kombu.messaging import Consumer
 from pydantic import ValidationError
 
-from publisher import keys
+from publisher import topology
 from publisher.backoff import compute_backoff
-from publisher.diff import describe_errors
+from publisher.broker import BROKER_ERRORS, DEAD, EXCHANGES, RECOVERABLE, declare_topology
 from publisher.errors import BrokerError, StateStoreError
 from publisher.events import (
     EVENT_MODELS,
@@ -103,28 +103,12 @@ from publisher.events import (
     EventType,
     RejectionData,
 )
-from publisher.publish import EXCHANGES, declare_topology
-from publisher.records import Resource
+from publisher.records import Resource, describe_errors
 
 log = logging.getLogger(__name__)
 
-DEAD_EXCHANGE_NAME: Final = "akinon.dead"
-DEAD_EXCHANGE: Final = Exchange(DEAD_EXCHANGE_NAME, "direct", durable=True)
-STORE_PREFIX: Final = "akc"
-STORE_BUCKET: Final = 100  # records per Redis hash, small enough for its compact encoding
-TAIL_PREFIX: Final = "akinon.tail"
 
 Handler = Callable[[CloudEvent[Any]], None]
-
-# Errors after which a fresh connection may work; anything else is a configuration problem.
-_RECOVERABLE: Final = (
-    OSError,
-    ConnectionError,
-    amqp.exceptions.RecoverableConnectionError,
-    amqp.exceptions.RecoverableChannelError,
-    kombu.exceptions.OperationalError,  # what kombu raises when it cannot connect
-)
-_BROKER_ERRORS: Final = (*_RECOVERABLE, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
 
 
 class InvalidEvent(ValueError):
@@ -222,12 +206,7 @@ def _major_of(dataschema: Any, kind: EventType) -> int | None:
 
 # Every published routing key, per exchange, as words; None stands for the channel id.
 _ROUTES: Final = tuple(
-    (exchange, (*routing_key(resource, 0).split(".")[:-1], None))
-    for resource in Resource
-    for exchange, routing_key in (
-        (keys.exchange_for(resource), keys.changed_routing_key),
-        (keys.REJECTED_EXCHANGE, keys.rejected_routing_key),
-    )
+    (route.exchange, words) for route in topology.ROUTES for words in route.words()
 )
 _EXCHANGES: Final = {exchange.name: exchange for exchange in EXCHANGES}
 
@@ -284,12 +263,12 @@ class QueueSpec:
     @property
     def dead_name(self) -> str:
         """Return the name of the dead-letter queue: ``<queue>.dead``."""
-        return f"{self.name}.dead"
+        return topology.dead_queue(self.name)
 
     def arguments(self) -> dict[str, Any]:
         """Return the queue arguments: type, dead-lettering, delivery limit."""
         arguments: dict[str, Any] = {
-            "x-dead-letter-exchange": DEAD_EXCHANGE_NAME,
+            "x-dead-letter-exchange": topology.DEAD_EXCHANGE,
             "x-dead-letter-routing-key": self.name,
         }
         if self.quorum:
@@ -320,7 +299,7 @@ class QueueSpec:
         arguments = {"x-queue-type": "quorum"} if self.quorum else {}
         return Queue(
             self.dead_name,
-            DEAD_EXCHANGE,
+            DEAD,
             routing_key=self.name,
             durable=True,
             auto_delete=False,
@@ -331,7 +310,7 @@ class QueueSpec:
 def temporary_queue(patterns: Sequence[str]) -> Queue:
     """Return a server-only queue for watching: exclusive, auto-deleted, not durable."""
     return Queue(
-        f"{TAIL_PREFIX}.{uuid.uuid4().hex[:12]}",
+        f"{topology.TAIL_QUEUE_PREFIX}.{uuid.uuid4().hex[:12]}",
         bindings=_bindings(patterns),
         exclusive=True,
         auto_delete=True,
@@ -400,24 +379,23 @@ class RedisStore:
     in one Redis Cluster slot; a Lua script makes `remember` a compare-and-set.
     """
 
-    def __init__(self, client: redis.Redis, queue: str, *, prefix: str = STORE_PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, queue: str, *, prefix: str = topology.CONSUMER_PREFIX
+    ) -> None:
         self.client = client
-        self.namespace = f"{prefix}:{{{queue}}}"
+        self.namespace = topology.consumer_namespace(queue, prefix)
         self._remember = client.register_script(_REMEMBER)
 
     @classmethod
-    def from_url(cls, url: str, queue: str, *, prefix: str = STORE_PREFIX) -> RedisStore:
+    def from_url(
+        cls, url: str, queue: str, *, prefix: str = topology.CONSUMER_PREFIX
+    ) -> RedisStore:
         """Connect to the Redis at `url`."""
         return cls(redis.Redis.from_url(url), queue, prefix=prefix)
 
     def where(self, ref: RecordRef) -> tuple[str, str]:
         """Return (hash key, field) of a record."""
-        if ref.key is None:
-            bucket, slot = "none", "none"
-        else:
-            number, rest = divmod(ref.key, STORE_BUCKET)
-            bucket, slot = str(number), str(rest)
-        return f"{self.namespace}:{ref.channel_id}:{ref.stream}:{bucket}", slot
+        return topology.consumer_position(self.namespace, ref.channel_id, ref.stream, ref.key)
 
     def last(self, ref: RecordRef) -> Applied | None:
         """Return the last event applied for a record, if any."""
@@ -590,10 +568,10 @@ class _Link:
         self._connection = self._consumer = None
         if connection is None:
             return
-        with contextlib.suppress(*_BROKER_ERRORS):
+        with contextlib.suppress(*BROKER_ERRORS):
             if consumer is not None:
                 consumer.cancel()
-        with contextlib.suppress(*_BROKER_ERRORS):
+        with contextlib.suppress(*BROKER_ERRORS):
             connection.release()
 
 
@@ -680,7 +658,7 @@ class Subscription:
                         ready.set()
                     self._link.pump(0.5)
                     failures = 0
-                except _RECOVERABLE as exc:
+                except RECOVERABLE as exc:
                     self._link.close()
                     pause = compute_backoff(failures)
                     failures += 1
@@ -759,7 +737,7 @@ class Subscription:
 def _as_broker_error() -> Iterator[None]:
     try:
         yield
-    except _BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         raise BrokerError(f"consuming failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -852,7 +830,7 @@ def change_patterns(channels: Sequence[int]) -> list[str]:
     if not channels:
         return ["stock.changed.*", "price.changed.*"]
     return [
-        keys.changed_routing_key(resource, channel)
+        topology.changed_routing_key(resource, channel)
         for channel in channels
-        for resource in (Resource.STOCK, Resource.PRICE)
+        for resource in Resource
     ]

@@ -38,21 +38,19 @@ from typing import Any, Final
 import orjson
 import yaml
 
-from publisher import keys
+from publisher import topology
 from publisher.diff import Stored, diff_page
-from publisher.events import (
-    EVENT_MODELS,
-    MESSAGE_CONTENT_TYPE,
-    SCHEMA_MAJOR,
+from publisher.events import EVENT_MODELS, MESSAGE_CONTENT_TYPE, SCHEMA_MAJOR, EventType
+from publisher.outgoing import (
     EventContext,
-    EventType,
     OutgoingEvent,
+    ce_headers,
     change_event,
     rejection_event,
     source_uri,
 )
-from publisher.publish import EXCHANGES, UNROUTED, message_properties
 from publisher.records import Resource
+from publisher.topology import ROUTES, Route
 
 CONTRACT_MINOR: Final = 0
 CONTRACT_VERSION: Final = f"{SCHEMA_MAJOR}.{CONTRACT_MINOR}"
@@ -161,37 +159,6 @@ def example_events() -> dict[EventType, OutgoingEvent]:
 # --------------------------------------------------------------------------------- AsyncAPI
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one event type travels: its exchange and its routing-key template."""
-
-    kind: EventType
-    channel: str
-    exchange: str
-    address: str
-
-
-ROUTES: Final = (
-    Route(
-        EventType.STOCK_CHANGED,
-        "stockChanged",
-        keys.STOCK_EXCHANGE,
-        "stock.changed.{channel_id}",
-    ),
-    Route(
-        EventType.PRICE_CHANGED,
-        "priceChanged",
-        keys.PRICE_EXCHANGE,
-        "price.changed.{channel_id}",
-    ),
-    Route(
-        EventType.RECORD_REJECTED,
-        "recordRejected",
-        keys.REJECTED_EXCHANGE,
-        "{resource}.rejected.{channel_id}",
-    ),
-)
-
 _INFO_DESCRIPTION: Final = """\
 Typed CloudEvents 1.0 (structured JSON) for every change of an Akinon sales channel's extra
 product stocks and prices, and for every record that failed validation.
@@ -245,13 +212,17 @@ def _servers() -> JsonObject:
     }
 
 
+def _exchange_spec(name: str) -> topology.ExchangeSpec:
+    return next(e for e in (*topology.EVENT_EXCHANGES, topology.UNROUTED) if e.name == name)
+
+
 def _exchange_binding(name: str) -> JsonObject:
-    exchange = next(e for e in (*EXCHANGES, UNROUTED) if e.name == name)
+    exchange = _exchange_spec(name)
     return {
         "name": exchange.name,
-        "type": exchange.type,
-        "durable": bool(exchange.durable),
-        "autoDelete": bool(exchange.auto_delete),
+        "type": exchange.kind,
+        "durable": exchange.durable,
+        "autoDelete": False,
         "vhost": "/",
     }
 
@@ -263,7 +234,7 @@ def _parameters(route: Route) -> JsonObject:
             "examples": ["1"],
         }
     }
-    if "{resource}" in route.address:
+    if len(route.resources) > 1:
         parameters["resource"] = {
             "description": "The kind of record that was rejected.",
             "enum": [r.value for r in Resource],
@@ -274,17 +245,17 @@ def _parameters(route: Route) -> JsonObject:
 def _channels() -> JsonObject:
     channels: JsonObject = {}
     for route in ROUTES:
-        exchange = next(e for e in EXCHANGES if e.name == route.exchange)
-        channels[route.channel] = {
+        name = route.channel
+        channels[name] = {
             "address": route.address,
             "title": f"{route.kind.value} on {route.exchange}",
             "description": (
                 f"Routing key `{route.address}` on the durable topic exchange "
                 f"`{route.exchange}`; unroutable events go to its alternate exchange "
-                f"`{keys.UNROUTED_EXCHANGE}`."
+                f"`{topology.UNROUTED_EXCHANGE}`."
             ),
             "parameters": _parameters(route),
-            "messages": {route.channel: {"$ref": f"#/components/messages/{route.channel}"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "bindings": {
                 "amqp": {
                     "is": "routingKey",
@@ -292,7 +263,7 @@ def _channels() -> JsonObject:
                     "bindingVersion": AMQP_BINDING_VERSION,
                 }
             },
-            "x-amqp-exchange-arguments": dict(getattr(exchange, "arguments", None) or {}),
+            "x-amqp-exchange-arguments": _exchange_spec(route.exchange).arguments(),
         }
     channels["unrouted"] = _unrouted_channel()
     return channels
@@ -300,11 +271,12 @@ def _channels() -> JsonObject:
 
 def _unrouted_channel() -> JsonObject:
     return {
-        "address": keys.UNROUTED_QUEUE,
+        "address": topology.UNROUTED_QUEUE,
         "title": "Events no queue was bound for",
         "description": (
-            f"The fanout exchange `{keys.UNROUTED_EXCHANGE}` is the alternate exchange of every "
-            "event exchange; its durable queue of the same name keeps what no binding matched."
+            f"The fanout exchange `{topology.UNROUTED_EXCHANGE}` is the alternate exchange of "
+            "every event exchange; its durable queue of the same name keeps what no binding "
+            "matched."
         ),
         "messages": {
             route.channel: {"$ref": f"#/components/messages/{route.channel}"} for route in ROUTES
@@ -313,7 +285,7 @@ def _unrouted_channel() -> JsonObject:
             "amqp": {
                 "is": "queue",
                 "queue": {
-                    "name": keys.UNROUTED_QUEUE,
+                    "name": topology.UNROUTED_QUEUE,
                     "durable": True,
                     "exclusive": False,
                     "autoDelete": False,
@@ -327,11 +299,11 @@ def _unrouted_channel() -> JsonObject:
 
 def _operations() -> JsonObject:
     return {
-        f"publish{route.channel[0].upper()}{route.channel[1:]}": {
+        f"publish{name[0].upper()}{name[1:]}": {
             "action": "send",
-            "channel": {"$ref": f"#/channels/{route.channel}"},
+            "channel": {"$ref": f"#/channels/{name}"},
             "summary": f"Publish `{route.kind.value}` events, with publisher confirms.",
-            "messages": [{"$ref": f"#/channels/{route.channel}/messages/{route.channel}"}],
+            "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],
             "bindings": {
                 "amqp": {
                     "deliveryMode": 2,
@@ -342,6 +314,7 @@ def _operations() -> JsonObject:
             },
         }
         for route in ROUTES
+        for name in (route.channel,)
     }
 
 
@@ -366,7 +339,8 @@ def _messages() -> JsonObject:
     for route in ROUTES:
         model = EVENT_MODELS[route.kind]
         event = examples[route.kind]
-        messages[route.channel] = {
+        name = route.channel
+        messages[name] = {
             "name": route.kind.value,
             "title": route.kind.value,
             "summary": (model.__doc__ or "").strip(),
@@ -385,8 +359,8 @@ def _messages() -> JsonObject:
             },
             "examples": [
                 {
-                    "name": route.channel,
-                    "headers": message_properties(event)["application_headers"],
+                    "name": name,
+                    "headers": ce_headers(event),
                     "payload": orjson.loads(event.body),
                 }
             ],

@@ -16,15 +16,14 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pydantic import ValidationError
 
+from publisher.events import Operation
 from publisher.fingerprint import page_canonicals, raw_digest, record_canonical
 from publisher.pages import RecordPage
-from publisher.records import MODELS, Record, Resource
-
-Operation = Literal["created", "updated"]
+from publisher.records import MODELS, Record, Resource, describe_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +159,6 @@ def newest_modified(raws: Sequence[Any]) -> str | None:
         pass
     dates = (r.get("modified_date") for r in raws if type(r) is dict)
     return max((d for d in dates if type(d) is str), default=None)
-
-
-def describe_errors(error: ValidationError) -> str:
-    """Summarise a validation error in one line: field, problem and the value seen."""
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "record"
-        seen = "" if item["type"] == "missing" else f" (got {item['input']!r:.60})"
-        parts.append(f"{where}: {item['msg']}{seen}")
-    return "; ".join(parts)
 
 
 def diff_page(

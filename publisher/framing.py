@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from struct import pack
-from typing import Final
+from typing import Any, Final
 
 _BASIC: Final = 60
 _PUBLISH: Final = 40
@@ -33,7 +33,18 @@ _TYPE: Final = 1 << 5
 _FLAGS: Final = (
     _CONTENT_TYPE | _CONTENT_ENCODING | _HEADERS | _DELIVERY_MODE | _MESSAGE_ID | _TIMESTAMP | _TYPE
 )
-PERSISTENT: Final = 2
+# The properties a publish of ours carries, in py-amqp's names.
+PROPERTIES: Final = frozenset(
+    {
+        "content_type",
+        "content_encoding",
+        "application_headers",
+        "delivery_mode",
+        "message_id",
+        "timestamp",
+        "type",
+    }
+)
 
 
 def _shortstr(text: str) -> bytes:
@@ -61,33 +72,34 @@ def publish_frames(
     exchange: str,
     routing_key: str,
     body: bytes,
-    content_type: str,
-    content_encoding: str,
-    headers: Mapping[str, str],
-    message_id: str,
-    timestamp: int,
-    type_name: str,
+    properties: Mapping[str, Any],
     mandatory: bool,
     frame_max: int,
 ) -> bytes:
-    """Return the frames of one persistent Basic.Publish, ready for the socket."""
+    """Return the frames of one Basic.Publish, ready for the socket.
+
+    `properties` are named as py-amqp's `Message` takes them and must hold exactly the ones
+    this encoder writes (`PROPERTIES`), with string headers.
+    """
+    if properties.keys() != PROPERTIES:
+        raise ValueError(f"expected the properties {sorted(PROPERTIES)}, got {sorted(properties)}")
     method = (
         pack(">HHH", _BASIC, _PUBLISH, 0)
         + _shortstr(exchange)
         + _shortstr(routing_key)
         + (b"\x01" if mandatory else b"\x00")
     )
-    properties = (
+    encoded = (
         pack(">H", _FLAGS)
-        + _shortstr(content_type)
-        + _shortstr(content_encoding)
-        + _table(headers)
-        + bytes((PERSISTENT,))
-        + _shortstr(message_id)
-        + pack(">Q", timestamp)
-        + _shortstr(type_name)
+        + _shortstr(properties["content_type"])
+        + _shortstr(properties["content_encoding"])
+        + _table(properties["application_headers"])
+        + bytes((properties["delivery_mode"],))
+        + _shortstr(properties["message_id"])
+        + pack(">Q", properties["timestamp"])
+        + _shortstr(properties["type"])
     )
-    header = pack(">HHQ", _BASIC, 0, len(body)) + properties
+    header = pack(">HHQ", _BASIC, 0, len(body)) + encoded
     frames = [_frame(1, channel, method), _frame(2, channel, header)]
     room = frame_max - _FRAME_OVERHEAD
     frames += [_frame(3, channel, body[i : i + room]) for i in range(0, len(body), room)]

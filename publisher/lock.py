@@ -18,7 +18,7 @@ from typing import Final
 
 import redis
 
-from publisher import keys
+from publisher import topology
 from publisher.errors import StateStoreError
 from publisher.records import Resource
 
@@ -49,7 +49,7 @@ class StepLock:
         self, client: redis.Redis, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
     ) -> None:
         self._redis = client
-        self.key = keys.lock(channel_id, resource)
+        self.key = topology.lock(channel_id, resource)
         self._ttl_ms = int(ttl * 1000)
         self.token = owner_token()
         self._stop = threading.Event()
@@ -90,7 +90,7 @@ class StepLock:
 
 def holder(client: redis.Redis, channel_id: int, resource: Resource) -> str | None:
     """Return who holds the lock of a (channel, resource), if anyone."""
-    value = client.get(keys.lock(channel_id, resource))
+    value = client.get(topology.lock(channel_id, resource))
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)

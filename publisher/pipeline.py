@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from publisher.diff import (
     PageDiff,
@@ -27,40 +27,17 @@ from publisher.diff import (
     record_key,
     unreported,
 )
-from publisher.events import (
+from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
     change_event,
     rejection_event,
     source_uri,
 )
-from publisher.publish import EventPublisher
+from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.records import Endpoint, Resource
-from publisher.state import StateStore
 
 log = logging.getLogger(__name__)
-
-
-class ChangeSource(Protocol):
-    """Where records come from: the Akinon client, or anything shaped like it."""
-
-    def iter_pages(
-        self,
-        channel_id: int,
-        resource: Resource,
-        endpoint: Endpoint,
-        params: Mapping[str, str] | None = None,
-        *,
-        prefetch: bool = True,
-    ) -> Iterator[Sequence[Any]]:
-        """Yield the decoded records of each page."""
-        ...
-
-    def acknowledge(
-        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
-    ) -> None:
-        """Acknowledge (key, version_date as read) pairs through a batch request."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,8 @@
 """PUBLISH edge: put a batch of events on the broker and return only once it confirmed all.
 
-Topology (declared once per connection, idempotent):
-
-    akinon.stock    topic, durable  --stock.changed.<channel>-->  your queues
-    akinon.price    topic, durable  --price.changed.<channel>-->  your queues
-    akinon.rejected topic, durable  --<resource>.rejected.<channel>-->  your queues
-        each with alternate-exchange = akinon.unrouted (fanout) -> queue akinon.unrouted,
-        so an event that no queue is bound for is kept, not dropped.
+The exchanges (`publisher.topology`) are declared once per connection (idempotent); each
+event exchange has the alternate exchange `akinon.unrouted`, whose queue keeps an event no
+queue is bound for instead of dropping it.
 
 Publisher confirms are on for every AMQP connection, and awaited per batch: all messages of
 a batch go out back to back, then we read acks until every delivery tag is settled. A nack,
@@ -17,60 +13,17 @@ so the caller commits nothing and the next step publishes the same events again.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, Protocol
+from typing import Any
 
-import amqp
-import kombu.exceptions
 from kombu.connection import Connection
-from kombu.entity import Exchange, Queue
 from kombu.messaging import Producer
 
-from publisher import keys
+from publisher.broker import BROKER_ERRORS, declare_topology
 from publisher.errors import BrokerError
-from publisher.events import MESSAGE_CONTENT_TYPE, OutgoingEvent
 from publisher.framing import publish_frames
-
-
-class EventPublisher(Protocol):
-    """Publish batches of events; a batch is safe on the broker once `confirm` returns."""
-
-    def send(self, events: Sequence[OutgoingEvent]) -> int:
-        """Write a batch to the broker without waiting; return its ticket."""
-        ...
-
-    def confirm(self, ticket: int) -> None:
-        """Wait until every event sent up to `ticket` is confirmed, or raise `BrokerError`."""
-        ...
-
-    def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        """Send a batch and wait for its confirms."""
-        ...
-
-    def close(self) -> None:
-        """Release the connection."""
-        ...
-
-
-UNROUTED: Final = Exchange(keys.UNROUTED_EXCHANGE, "fanout", durable=True)
-_ALTERNATE: Final = {"alternate-exchange": keys.UNROUTED_EXCHANGE}
-EXCHANGES: Final = (
-    Exchange(keys.STOCK_EXCHANGE, "topic", durable=True, arguments=_ALTERNATE),
-    Exchange(keys.PRICE_EXCHANGE, "topic", durable=True, arguments=_ALTERNATE),
-    Exchange(keys.REJECTED_EXCHANGE, "topic", durable=True, arguments=_ALTERNATE),
-)
-UNROUTED_QUEUE: Final = Queue(keys.UNROUTED_QUEUE, UNROUTED, durable=True)
-
-# What may fail while talking to the broker; all of it becomes BrokerError.
-_BROKER_ERRORS: Final = (
-    OSError,
-    socket.timeout,
-    amqp.exceptions.AMQPError,
-    kombu.exceptions.KombuError,
-    ConnectionError,
-)
+from publisher.outgoing import OutgoingEvent, message_properties
 
 
 class ConfirmTracker:
@@ -108,30 +61,6 @@ class ConfirmTracker:
         return self._floor >= upto
 
 
-def ce_headers(event: OutgoingEvent) -> dict[str, str]:
-    """Return the ce-* headers that let routers filter without parsing the body."""
-    return {
-        "ce-specversion": "1.0",
-        "ce-id": event.id,
-        "ce-type": event.type.value,
-        "ce-source": event.source,
-        "ce-subject": event.subject,
-    }
-
-
-def message_properties(event: OutgoingEvent) -> dict[str, Any]:
-    """Return the AMQP properties of one event, as py-amqp's Message takes them."""
-    return {
-        "content_type": MESSAGE_CONTENT_TYPE,
-        "content_encoding": "utf-8",
-        "delivery_mode": 2,
-        "message_id": event.id,
-        "type": event.type.value,
-        "timestamp": int(event.time.timestamp()),
-        "application_headers": ce_headers(event),
-    }
-
-
 def event_frames(event: OutgoingEvent, channel: int, frame_max: int) -> bytes:
     """Return the AMQP frames that publish one event (mandatory, persistent)."""
     return publish_frames(
@@ -139,15 +68,17 @@ def event_frames(event: OutgoingEvent, channel: int, frame_max: int) -> bytes:
         exchange=event.exchange,
         routing_key=event.routing_key,
         body=event.body,
-        content_type=MESSAGE_CONTENT_TYPE,
-        content_encoding="utf-8",
-        headers=ce_headers(event),
-        message_id=event.id,
-        timestamp=int(event.time.timestamp()),
-        type_name=event.type.value,
+        properties=message_properties(event),
         mandatory=True,
         frame_max=frame_max,
     )
+
+
+def kombu_properties(event: OutgoingEvent) -> dict[str, Any]:
+    """Return an event's AMQP properties as kombu's `Producer.publish` takes them."""
+    properties = message_properties(event)
+    properties["headers"] = properties.pop("application_headers")
+    return properties
 
 
 class KombuPublisher:
@@ -193,7 +124,7 @@ class KombuPublisher:
         except BrokerError:
             self._discard()
             raise
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             self._discard()
             raise BrokerError(f"publishing failed: {type(exc).__name__}: {exc}") from exc
 
@@ -208,7 +139,7 @@ class KombuPublisher:
                     exchange=event.exchange,
                     routing_key=event.routing_key,
                     retry=False,
-                    **_kombu_properties(event),
+                    **kombu_properties(event),
                 )
             return 0
         assert self._connection is not None  # _ensure_open made it
@@ -269,23 +200,9 @@ class KombuPublisher:
         )
         if connection is not None:
             # The connection may already be broken; there is nothing more to release then.
-            with contextlib.suppress(*_BROKER_ERRORS):
+            with contextlib.suppress(*BROKER_ERRORS):
                 connection.release()
 
     def close(self) -> None:
         """Close the connection, if any."""
         self._discard()
-
-
-def _kombu_properties(event: OutgoingEvent) -> dict[str, Any]:
-    properties = message_properties(event)
-    properties["headers"] = properties.pop("application_headers")
-    return properties
-
-
-def declare_topology(channel: Any) -> None:
-    """Declare the exchanges, the alternate exchange and its queue (idempotent)."""
-    UNROUTED.bind(channel).declare()
-    UNROUTED_QUEUE.bind(channel).declare()
-    for exchange in EXCHANGES:
-        exchange.bind(channel).declare()

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 
 class Resource(StrEnum):
@@ -176,3 +176,13 @@ DECIMAL_FIELDS: Final[dict[Resource, frozenset[str]]] = {
         {"retail_price", "tax_rate", "price", "discount_percentage", "adjusted_price"}
     ),
 }
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Summarise a validation error in one line: field, problem and the value seen."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "record"
+        seen = "" if item["type"] == "missing" else f" (got {item['input']!r:.60})"
+        parts.append(f"{where}: {item['msg']}{seen}")
+    return "; ".join(parts)

@@ -19,16 +19,16 @@ from publisher.config import Settings
 from publisher.errors import PublisherError
 from publisher.lock import holder, single_flight
 from publisher.pipeline import (
-    ChangeSource,
     ProgressCallback,
     StepSpec,
     StepSummary,
     plan_since,
     sync_step,
 )
-from publisher.publish import EventPublisher, KombuPublisher
+from publisher.ports import ChangeSource, EventPublisher, StateStore
+from publisher.publish import KombuPublisher
 from publisher.records import Resource
-from publisher.state import RedisStateStore, StateStore
+from publisher.state import RedisStateStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ and for rejected records the digest of the raw content last reported. Reads and 
 one page at a time, never a round trip per record, and writes happen only after the broker
 confirmed the page's events.
 
-Redis layout: records are grouped in buckets of `keys.BUCKET_SIZE` consecutive keys; each
+Redis layout: records are grouped in buckets of `topology.BUCKET_SIZE` consecutive keys; each
 bucket is one LZ4-compressed string of lines: a header ``=<sequence> <sequence> …``, then
 each record's canonical form (compact JSON, key first, never a newline), in header order.
 A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
@@ -30,13 +30,13 @@ import zlib
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import lz4.block
 import redis
 from redis.typing import EncodableT, FieldT
 
-from publisher import keys
+from publisher import topology
 from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
@@ -51,42 +51,6 @@ _LZ4: Final = b"L"
 _HEADER: Final = b"="
 _FORM_KEY: Final = re.compile(rb"^\[(-?\d+)[,\]]", re.MULTILINE)
 _LEGACY_LINE: Final = re.compile(rb"^(\d+) (\d+) \[(.*)$", re.MULTILINE)
-
-
-class StateStore(Protocol):
-    """Read and commit the stored state of one (channel, resource) at a time."""
-
-    def load(self, channel_id: int, resource: Resource, record_keys: Collection[int]) -> StoredPage:
-        """Return the stored state of those keys that have one."""
-        ...
-
-    def load_rejected(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, str]:
-        """Return key -> digest of the raw content last reported as rejected."""
-        ...
-
-    def commit(
-        self,
-        channel_id: int,
-        resource: Resource,
-        changes: Sequence[Change],
-        rejections: Sequence[Rejection],
-    ) -> None:
-        """Record published changes and reported rejections, all or nothing per call."""
-        ...
-
-    def tracked(self, channel_id: int, resource: Resource) -> int:
-        """Return how many records have a stored state."""
-        ...
-
-    def write_meta(self, channel_id: int, resource: Resource, fields: Mapping[str, str]) -> None:
-        """Merge step bookkeeping (last step, last error) into the meta hash."""
-        ...
-
-    def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:
-        """Return the step bookkeeping of one (channel, resource)."""
-        ...
 
 
 def encode_bucket(entries: Iterable[Stored]) -> bytes:
@@ -168,7 +132,7 @@ class Bucket:
 
 def _upgrade(legacy: bytes, number: int) -> bytes:
     """Rewrite a bucket of ``<key % size> <sequence> <form without key>`` lines."""
-    base = number * keys.BUCKET_SIZE
+    base = number * topology.BUCKET_SIZE
     lines = _LEGACY_LINE.findall(legacy)
     header = _HEADER + b" ".join(sequence for _, sequence, _ in lines)
     forms = (b"[%d,%s" % (base + int(field), rest) for field, _, rest in lines)
@@ -183,7 +147,7 @@ class _BucketVersions(Mapping[int, Stored]):
         self._wanted = wanted if isinstance(wanted, set | frozenset) else set(wanted)
 
     def __getitem__(self, key: int) -> Stored:
-        bucket = self._buckets.get(key // keys.BUCKET_SIZE)
+        bucket = self._buckets.get(key // topology.BUCKET_SIZE)
         found = bucket.find(key) if bucket is not None and key in self._wanted else None
         if found is None:
             raise KeyError(key)
@@ -280,10 +244,10 @@ class RedisStateStore:
     def load(self, channel_id: int, resource: Resource, record_keys: Collection[int]) -> StoredPage:
         """Return the stored state of those keys that have one (one MGET)."""
         # key // BUCKET_SIZE for every key, mapped in C: this runs for every record scanned.
-        numbers = sorted(set(map(keys.BUCKET_SIZE.__rfloordiv__, record_keys)))
+        numbers = sorted(set(map(topology.BUCKET_SIZE.__rfloordiv__, record_keys)))
         if not numbers:
             return StoredPage({})
-        names = [keys.state_bucket(channel_id, resource, number) for number in numbers]
+        names = [topology.state_bucket(channel_id, resource, number) for number in numbers]
         blobs = self._read(names)
         split = [Bucket.decode(blob, number) for blob, number in zip(blobs, numbers, strict=True)]
         with self._recent_lock:
@@ -302,7 +266,7 @@ class RedisStateStore:
             return {}
         with _translated("read"):
             values = self._redis.hmget(
-                keys.rejected(channel_id, resource), [str(k) for k in record_keys]
+                topology.rejected(channel_id, resource), [str(k) for k in record_keys]
             )
         found = zip(record_keys, values, strict=True)
         return {k: _text(v) for k, v in found if v is not None}
@@ -319,11 +283,15 @@ class RedisStateStore:
             return
         updates: dict[int, dict[int, Stored]] = defaultdict(dict)
         for change in changes:
-            updates[change.key // keys.BUCKET_SIZE][change.key] = Stored(
+            updates[change.key // topology.BUCKET_SIZE][change.key] = Stored(
                 change.sequence, change.after
             )
-        names = [keys.state_bucket(channel_id, resource, number) for number in updates]
-        script_keys = [*names, keys.rejected(channel_id, resource), keys.meta(channel_id, resource)]
+        names = [topology.state_bucket(channel_id, resource, number) for number in updates]
+        script_keys = [
+            *names,
+            topology.rejected(channel_id, resource),
+            topology.meta(channel_id, resource),
+        ]
         bookkeeping = _bookkeeping(changes, rejections)
         for _ in range(_COMMIT_ATTEMPTS):
             bases = self._recall(names)
@@ -386,7 +354,7 @@ class RedisStateStore:
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""
         with _translated("read"):
-            value = self._redis.hget(keys.meta(channel_id, resource), "tracked")
+            value = self._redis.hget(topology.meta(channel_id, resource), "tracked")
         return int(value) if value is not None else 0
 
     def write_meta(self, channel_id: int, resource: Resource, fields: Mapping[str, str]) -> None:
@@ -394,12 +362,12 @@ class RedisStateStore:
         if fields:
             mapping: dict[FieldT, EncodableT] = dict(fields.items())
             with _translated("write"):
-                self._redis.hset(keys.meta(channel_id, resource), mapping=mapping)
+                self._redis.hset(topology.meta(channel_id, resource), mapping=mapping)
 
     def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:
         """Return the meta hash as text."""
         with _translated("read"):
-            raw = self._redis.hgetall(keys.meta(channel_id, resource))
+            raw = self._redis.hgetall(topology.meta(channel_id, resource))
         return {_text(k): _text(v) for k, v in raw.items()}
 
 

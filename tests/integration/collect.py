@@ -10,8 +10,8 @@ from typing import Any
 import kombu
 import orjson
 
-from publisher import keys
-from publisher.publish import declare_topology
+from publisher import topology
+from publisher.broker import declare_topology
 
 
 class Collector:
@@ -23,7 +23,11 @@ class Collector:
         declare_topology(channel)
         bindings = [
             kombu.binding(kombu.Exchange(name, "topic", passive=True), routing_key=pattern)
-            for name in (keys.STOCK_EXCHANGE, keys.PRICE_EXCHANGE, keys.REJECTED_EXCHANGE)
+            for name in (
+                topology.STOCK_EXCHANGE,
+                topology.PRICE_EXCHANGE,
+                topology.REJECTED_EXCHANGE,
+            )
             for pattern in patterns
         ]
         queue = kombu.Queue(

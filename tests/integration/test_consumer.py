@@ -17,7 +17,8 @@ import pytest
 from publisher.consumer import RecordRef, RedisStore, Subscription
 from publisher.diff import Stored, diff_page
 from publisher.errors import StateStoreError
-from publisher.events import CloudEvent, EventContext, OutgoingEvent, change_event
+from publisher.events import CloudEvent
+from publisher.outgoing import EventContext, OutgoingEvent, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from tests.factories import stock

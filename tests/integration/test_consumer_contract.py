@@ -13,14 +13,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from publisher.contract import ASYNCAPI_FILE, ROUTES, schema_path
 from publisher.diff import Stored, diff_page
-from publisher.events import (
-    MESSAGE_CONTENT_TYPE,
-    EventContext,
-    EventType,
-    OutgoingEvent,
-    change_event,
-    rejection_event,
-)
+from publisher.events import MESSAGE_CONTENT_TYPE, EventType
+from publisher.outgoing import EventContext, OutgoingEvent, change_event, rejection_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from tests.factories import price, stock

@@ -19,7 +19,8 @@ from examples.erp_connector import ErpConnector
 from examples.search_indexer import SearchIndexer
 from publisher.consumer import Subscription, change_patterns, read_event, replay_dead_letters
 from publisher.diff import Stored, diff_page
-from publisher.events import CloudEvent, EventContext, OutgoingEvent, change_event
+from publisher.events import CloudEvent
+from publisher.outgoing import EventContext, OutgoingEvent, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from tests.factories import price, stock

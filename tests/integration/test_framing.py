@@ -9,9 +9,9 @@ import amqp
 import pytest
 
 from publisher.diff import diff_page
-from publisher.events import EventContext, OutgoingEvent, change_event
 from publisher.framing import publish_frames
-from publisher.publish import event_frames, message_properties
+from publisher.outgoing import EventContext, OutgoingEvent, change_event, message_properties
+from publisher.publish import event_frames
 from publisher.records import Resource
 from tests.factories import price
 
@@ -56,12 +56,15 @@ def test_a_body_longer_than_a_frame_is_split() -> None:
         exchange="e",
         routing_key="k",
         body=body,
-        content_type="t",
-        content_encoding="u",
-        headers={},
-        message_id="m",
-        timestamp=0,
-        type_name="y",
+        properties={
+            "content_type": "t",
+            "content_encoding": "u",
+            "application_headers": {},
+            "delivery_mode": 2,
+            "message_id": "m",
+            "timestamp": 0,
+            "type": "y",
+        },
         mandatory=False,
         frame_max=1008,
     )

@@ -125,7 +125,7 @@ def test_a_stock_pattern_queue_gets_stock_events_and_unbound_ones_are_kept(
 ) -> None:
     import kombu
 
-    from publisher.publish import UNROUTED_QUEUE
+    from publisher.broker import UNROUTED_QUEUE
 
     edges = make_edges(sandbox)
     with Collector(amqp_url, "stock.changed.#") as stocks:

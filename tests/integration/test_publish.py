@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import kombu
 import pytest
 
-from publisher import keys
+from publisher import topology
+from publisher.broker import UNROUTED_QUEUE, declare_topology
 from publisher.diff import diff_page
 from publisher.errors import BrokerError
-from publisher.events import EventContext, OutgoingEvent, change_event
-from publisher.publish import UNROUTED_QUEUE, ConfirmTracker, KombuPublisher, declare_topology
+from publisher.outgoing import EventContext, OutgoingEvent, change_event
+from publisher.publish import ConfirmTracker, KombuPublisher
 from publisher.records import Resource
 from tests.factories import stock
 
@@ -35,7 +36,7 @@ def bound_queue(amqp_url: str, channel_id: int) -> Iterator[kombu.SimpleQueue]:
     """A temporary queue bound to this test's channel's stock events."""
     with kombu.Connection(amqp_url) as conn:
         declare_topology(conn.default_channel)
-        exchange = kombu.Exchange(keys.STOCK_EXCHANGE, "topic", passive=True)
+        exchange = kombu.Exchange(topology.STOCK_EXCHANGE, "topic", passive=True)
         queue = kombu.Queue(
             f"test.{channel_id}",
             exchange,

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 import redis
 
-from publisher import keys
+from publisher import topology
 from publisher.diff import Rejection, Stored, diff_page
+from publisher.ports import StateStore
 from publisher.records import Resource
-from publisher.state import MemoryStateStore, RedisStateStore, StateStore
+from publisher.state import MemoryStateStore, RedisStateStore
 from tests.factories import stock
 
 pytestmark = pytest.mark.integration
@@ -106,11 +107,11 @@ def test_redis_reads_a_page_in_one_round_trip(redis_url: str, channel_id: int) -
 
 def test_redis_keys_share_one_cluster_slot_per_channel_and_resource(channel_id: int) -> None:
     names = [
-        keys.state_bucket(channel_id, Resource.STOCK, 0),
-        keys.state_bucket(channel_id, Resource.STOCK, 12345),
-        keys.rejected(channel_id, Resource.STOCK),
-        keys.meta(channel_id, Resource.STOCK),
-        keys.lock(channel_id, Resource.STOCK),
+        topology.state_bucket(channel_id, Resource.STOCK, 0),
+        topology.state_bucket(channel_id, Resource.STOCK, 12345),
+        topology.rejected(channel_id, Resource.STOCK),
+        topology.meta(channel_id, Resource.STOCK),
+        topology.lock(channel_id, Resource.STOCK),
     ]
     tags = {name[name.index("{") + 1 : name.index("}")] for name in names}
     assert tags == {f"{channel_id}:stock"}
@@ -226,7 +227,7 @@ def test_a_bucket_in_the_earlier_layout_reads_and_is_rewritten_on_commit(
     form = diff_page(Resource.STOCK, [stock(305)], {}).changes[0].after
     without_key = b"[" + form.split(b",", 1)[1]
     legacy = b"5 4 " + without_key  # key 305 = bucket 3, field 5, at sequence 4
-    client.set(keys.state_bucket(channel_id, Resource.STOCK, 3), zlib.compress(legacy))
+    client.set(topology.state_bucket(channel_id, Resource.STOCK, 3), zlib.compress(legacy))
     store = RedisStateStore(client)
     loaded = store.load(channel_id, Resource.STOCK, [305, 306])
     assert dict(loaded) == {305: Stored(4, form)}

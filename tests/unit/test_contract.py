@@ -11,7 +11,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from publisher import keys
+from publisher import topology
+from publisher.broker import EXCHANGES
 from publisher.contract import (
     ASYNCAPI_FILE,
     CONTRACT_VERSION,
@@ -30,7 +31,7 @@ from publisher.contract import (
     write_schemas,
 )
 from publisher.events import SCHEMA_MAJOR, EventType
-from publisher.publish import EXCHANGES, message_properties
+from publisher.outgoing import message_properties
 from publisher.records import Resource
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -140,11 +141,14 @@ def test_channels_name_the_routing_keys_and_exchanges_the_publisher_uses(route: 
     for resource in Resource:
         address = channel["address"].format(channel_id=5, resource=resource.value)
         expected = (
-            keys.rejected_routing_key(resource, 5)
+            topology.rejected_routing_key(resource, 5)
             if route.kind is EventType.RECORD_REJECTED
-            else keys.changed_routing_key(resource, 5)
+            else topology.changed_routing_key(resource, 5)
         )
-        if route.kind is EventType.RECORD_REJECTED or keys.exchange_for(resource) == route.exchange:
+        if (
+            route.kind is EventType.RECORD_REJECTED
+            or topology.exchange_for(resource) == route.exchange
+        ):
             assert address == expected
     exchange = next(e for e in EXCHANGES if e.name == route.exchange)
     binding = channel["bindings"]["amqp"]
@@ -156,7 +160,9 @@ def test_channels_name_the_routing_keys_and_exchanges_the_publisher_uses(route: 
         "autoDelete": False,
         "vhost": "/",
     }
-    assert channel["x-amqp-exchange-arguments"] == {"alternate-exchange": keys.UNROUTED_EXCHANGE}
+    assert channel["x-amqp-exchange-arguments"] == {
+        "alternate-exchange": topology.UNROUTED_EXCHANGE
+    }
     assert "channel_id" in channel["parameters"]
 
 

@@ -30,14 +30,8 @@ from publisher.consumer import (
 from publisher.contract import example_events
 from publisher.diff import diff_page
 from publisher.errors import BrokerError
-from publisher.events import (
-    EventContext,
-    EventType,
-    PriceChanged,
-    RecordRejected,
-    StockChanged,
-    change_event,
-)
+from publisher.events import EventType, PriceChanged, RecordRejected, StockChanged
+from publisher.outgoing import EventContext, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from tests.factories import stock

@@ -5,16 +5,8 @@ from datetime import UTC, datetime
 import orjson
 
 from publisher.diff import Stored, diff_page
-from publisher.events import (
-    EventContext,
-    PriceChanged,
-    RecordRejected,
-    StockChanged,
-    change_event,
-    parse_event,
-    rejection_event,
-    source_uri,
-)
+from publisher.events import PriceChanged, RecordRejected, StockChanged, parse_event
+from publisher.outgoing import EventContext, change_event, rejection_event, source_uri
 from publisher.records import Resource
 from tests.factories import price, stock
 

@@ -14,7 +14,7 @@ import pytest
 
 from publisher.diff import Change
 from publisher.errors import BrokerError
-from publisher.events import OutgoingEvent
+from publisher.outgoing import OutgoingEvent
 from publisher.pipeline import StepSpec, sync_step
 from publisher.records import Resource
 from publisher.state import MemoryStateStore

@@ -1,0 +1,96 @@
+"""Name what a sync step talks to: the ports the pipeline is written against (pure: no I/O).
+
+    ChangeSource    where records come from: the Akinon client (`publisher.akinon`)
+    StateStore      what was last published per record: Redis, or memory (`publisher.state`)
+    EventPublisher  where events go, confirmed: RabbitMQ through kombu (`publisher.publish`)
+
+The pipeline imports these Protocols, never the edges, so importing it loads no httpx,
+redis, kombu or lz4; the edges satisfy them structurally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from publisher.diff import Change, Rejection, StoredPage
+from publisher.outgoing import OutgoingEvent
+from publisher.records import Endpoint, Resource
+
+
+class ChangeSource(Protocol):
+    """Where records come from: the Akinon client, or anything shaped like it."""
+
+    def iter_pages(
+        self,
+        channel_id: int,
+        resource: Resource,
+        endpoint: Endpoint,
+        params: Mapping[str, str] | None = None,
+        *,
+        prefetch: bool = True,
+    ) -> Iterator[Sequence[Any]]:
+        """Yield the decoded records of each page."""
+        ...
+
+    def acknowledge(
+        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
+    ) -> None:
+        """Acknowledge (key, version_date as read) pairs through a batch request."""
+        ...
+
+
+class StateStore(Protocol):
+    """Read and commit the stored state of one (channel, resource) at a time."""
+
+    def load(self, channel_id: int, resource: Resource, record_keys: Collection[int]) -> StoredPage:
+        """Return the stored state of those keys that have one."""
+        ...
+
+    def load_rejected(
+        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
+    ) -> dict[int, str]:
+        """Return key -> digest of the raw content last reported as rejected."""
+        ...
+
+    def commit(
+        self,
+        channel_id: int,
+        resource: Resource,
+        changes: Sequence[Change],
+        rejections: Sequence[Rejection],
+    ) -> None:
+        """Record published changes and reported rejections, all or nothing per call."""
+        ...
+
+    def tracked(self, channel_id: int, resource: Resource) -> int:
+        """Return how many records have a stored state."""
+        ...
+
+    def write_meta(self, channel_id: int, resource: Resource, fields: Mapping[str, str]) -> None:
+        """Merge step bookkeeping (last step, last error) into the meta hash."""
+        ...
+
+    def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:
+        """Return the step bookkeeping of one (channel, resource)."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Publish batches of events; a batch is safe on the broker once `confirm` returns."""
+
+    def send(self, events: Sequence[OutgoingEvent]) -> int:
+        """Write a batch to the broker without waiting; return its ticket."""
+        ...
+
+    def confirm(self, ticket: int) -> None:
+        """Wait until every event sent up to `ticket` is confirmed, or raise `BrokerError`."""
+        ...
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        """Send a batch and wait for its confirms."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
