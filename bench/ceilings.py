@@ -21,8 +21,8 @@ import redis
 
 from bench.env import PAGE_SIZE, SCRATCH_PREFIX, TOKEN, Sandbox
 from publisher import topology
-from publisher.diff import page_keys
 from publisher.fingerprint import raw_canonical
+from publisher.pages import page_keys
 from publisher.records import Endpoint, Resource
 
 KeyPages = list[tuple[Resource, list[int]]]

@@ -29,6 +29,7 @@ from publisher.outgoing import (
     message_properties,
     source_uri,
 )
+from publisher.pages import RecordPage
 from publisher.publish import ConfirmTracker, kombu_properties
 from publisher.records import Resource
 
@@ -44,7 +45,9 @@ def build_events(box: Sandbox, per_resource: int) -> list[OutgoingEvent]:
         ctx = EventContext(box.channel_id, resource, source_uri(box.url, box.channel_id), now)
         built = 0
         for records in iter_pages(box, resource):
-            changes = diff_page(resource, records[: per_resource - built], {}).changes
+            changes = diff_page(
+                RecordPage.plain(resource, records[: per_resource - built]), {}
+            ).changes
             events += [change_event(ctx, change) for change in changes]
             built += len(changes)
             if built >= per_resource:

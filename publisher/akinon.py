@@ -295,8 +295,8 @@ class AkinonClient:
         params: Mapping[str, str] | None = None,
         *,
         prefetch: bool = True,
-    ) -> Iterator[Sequence[Any]]:
-        """Yield the decoded records of each page, first page first, lazily.
+    ) -> Iterator[RecordPage]:
+        """Yield the records of each page, first page first, lazily.
 
         `params` are extra query parameters (filters); ``page`` and ``limit`` are ours. Every
         element of a page is passed through as decoded, a non-object too: validating records
@@ -371,9 +371,9 @@ class AkinonClient:
         decode: Callable[[bytes], Any],
     ) -> _Page:
         body = self._call("GET", request.url, where, stop=stop, decode=decode)
-        if isinstance(body, list | RecordPage):
+        if isinstance(body, RecordPage):
             return _array_page(body, request, where)
-        if isinstance(body, dict) and isinstance(body.get("results"), list | RecordPage):
+        if isinstance(body, dict) and isinstance(body.get("results"), RecordPage):
             return _Page(body["results"], self._following(body.get("next"), request, where))
         raise AkinonBadResponse(
             f"a page is neither a JSON array nor an object with a `results` array "
@@ -558,13 +558,13 @@ class _PageRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    records: Sequence[Any]
+    records: RecordPage
     # The page to ask for next, an error to raise once these records are handed over, or
     # None at the end.
     following: _PageRequest | PublisherError | None
 
 
-def _array_page(body: Sequence[Any], request: _PageRequest, where: Where) -> _Page:
+def _array_page(body: RecordPage, request: _PageRequest, where: Where) -> _Page:
     """Decide where a plain-array page leads.
 
     Akinon's own client stops at a plain array. Ours asks for `limit` records, so a full
@@ -572,19 +572,15 @@ def _array_page(body: Sequence[Any], request: _PageRequest, where: Where) -> _Pa
     stop at a shorter (or empty) one. A longer one means the server ignored `limit`, and so
     most likely `page` too: it is the whole list.
     """
-    if request.previous_first is not None and body and _first(body) == request.previous_first:
+    # A typed page's row tells its first record from another without decoding it whole (that
+    # would take a second pass over the body, on every page).
+    if request.previous_first is not None and body and body.row(0) == request.previous_first:
         log.warning("akinon.page_repeated %s: the server seems to ignore `page`; stopping", where)
-        return _Page([], None)
+        return _Page(RecordPage.plain(body.resource, []), None)
     if len(body) != request.limit:
         return _Page(body, None)
     url = request.url.copy_set_param("page", str(request.page + 1))
-    return _Page(body, _PageRequest(url, request.page + 1, request.limit, _first(body)))
-
-
-def _first(body: Sequence[Any]) -> Any:
-    # What tells a page's first record from another: a typed page's row (decoding the
-    # record whole would take a second pass over the body, on every page).
-    return body.row(0) if isinstance(body, RecordPage) else body[0]
+    return _Page(body, _PageRequest(url, request.page + 1, request.limit, body.row(0)))
 
 
 def _step(
@@ -602,7 +598,7 @@ def _sequential(
     first: _PageRequest,
     max_pages: int,
     scan: Where,
-) -> Iterator[Sequence[Any]]:
+) -> Iterator[RecordPage]:
     """Fetch each page only when the caller asks for it."""
     step: _PageRequest | PublisherError | None = first
     count = 0
@@ -620,7 +616,7 @@ def _prefetched(
     first: _PageRequest,
     max_pages: int,
     scan: Where,
-) -> Iterator[Sequence[Any]]:
+) -> Iterator[RecordPage]:
     """Yield each page while a helper thread already fetches the one after it."""
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="akinon-prefetch")

@@ -49,6 +49,7 @@ from publisher.outgoing import (
     rejection_event,
     source_uri,
 )
+from publisher.pages import RecordPage
 from publisher.records import Resource
 from publisher.topology import ROUTES, Route
 
@@ -104,41 +105,16 @@ def _opened(node: Any) -> Any:
 
 _EXAMPLE_SOURCE: Final = source_uri("https://omnitron.example.com", 1)
 _EXAMPLE_TIME: Final = datetime(2025, 6, 27, 10, 7, tzinfo=UTC)
-_STOCK: Final[JsonObject] = {
-    "pk": 48213,
-    "product": 1207,
-    "unit_type": "qty",
-    "stock": 12,
-    "sold_quantity_unreported": 0,
-    "extra_field": {},
-    "stock_list": 3,
-    "modified_collection": None,
-    "adjusted_stock": 12,
-    "modified_date": "2025-06-27T10:06:56.438000Z",
-}
-_PRICE: Final[JsonObject] = {
-    "id": 90311,
-    "product": 1207,
-    "price_list": 2,
-    "retail_price": "129.90",
-    "tax_rate": "18.00",
-    "currency_type": "try",
-    "price": "119.90",
-    "price_type": "default",
-    "discount_percentage": "7.70",
-    "modifier_collection": None,
-    "adjusted_price": "119.90",
-    "extra_field": {},
-    "modified_date": "2025-06-27T10:06:56.438000Z",
-}
+_STOCK: Final = dict(Resource.STOCK.spec.example)
+_PRICE: Final = dict(Resource.PRICE.spec.example)
 
 
 def example_events() -> dict[EventType, OutgoingEvent]:
     """Build one real event per type with the production builders, from fixed records."""
     stock_ctx = EventContext(1, Resource.STOCK, _EXAMPLE_SOURCE, _EXAMPLE_TIME)
     price_ctx = EventContext(1, Resource.PRICE, _EXAMPLE_SOURCE, _EXAMPLE_TIME)
-    (created,) = diff_page(Resource.STOCK, [_STOCK], {}).changes
-    (first,) = diff_page(Resource.PRICE, [_PRICE], {}).changes
+    (created,) = diff_page(RecordPage.plain(Resource.STOCK, [_STOCK]), {}).changes
+    (first,) = diff_page(RecordPage.plain(Resource.PRICE, [_PRICE]), {}).changes
     cheaper = {
         **_PRICE,
         "price": "109.90",
@@ -147,8 +123,9 @@ def example_events() -> dict[EventType, OutgoingEvent]:
         "discount_percentage": None,
     }
     stored = {first.key: Stored(first.sequence, first.after)}
-    (updated,) = diff_page(Resource.PRICE, [cheaper], stored).changes
-    (bad,) = diff_page(Resource.STOCK, [{**_STOCK, "pk": 48214, "stock": "12 pcs"}], {}).rejections
+    (updated,) = diff_page(RecordPage.plain(Resource.PRICE, [cheaper]), stored).changes
+    bad_stock = {**_STOCK, "pk": 48214, "stock": "12 pcs"}
+    (bad,) = diff_page(RecordPage.plain(Resource.STOCK, [bad_stock]), {}).rejections
     return {
         EventType.STOCK_CHANGED: change_event(stock_ctx, created),
         EventType.PRICE_CHANGED: change_event(price_ctx, updated),

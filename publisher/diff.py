@@ -1,6 +1,6 @@
-"""Compare one page of decoded records with their stored state (pure: no I/O).
+"""Compare one page of records with their stored state (pure: no I/O).
 
-    raw page + stored state  ->  PageDiff(changes, rejections, unchanged)
+    RecordPage + stored state  ->  PageDiff(changes, rejections, unchanged)
 
 A record whose raw canonical form equals its stored one is unchanged and is not validated
 (the fast path: a page's forms are made in C, and since a form holds its key, one set
@@ -16,14 +16,14 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Any, Final
+from typing import Any
 
 from pydantic import ValidationError
 
 from publisher.events import Operation
-from publisher.fingerprint import page_canonicals, raw_digest, record_canonical
-from publisher.pages import RecordPage
-from publisher.records import MODELS, Record, Resource, describe_errors
+from publisher.fingerprint import raw_digest, record_canonical
+from publisher.pages import RecordPage, raw_key
+from publisher.records import MODELS, Record, describe_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,74 +115,18 @@ class PageDiff:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-_KEY_GETTERS: Final = {r: operator.itemgetter(r.key_field) for r in Resource}
-_MODIFIED: Final = operator.itemgetter("modified_date")
-
-
-def record_key(resource: Resource, raw: Any) -> int | None:
-    """Return a raw record's integer key, or None when it has none."""
-    key = _raw_key(resource, raw)
-    return key if type(key) is int else None
-
-
-def _raw_key(resource: Resource, raw: Any) -> Any:
-    # The key field if the record has one, else `pk` (prices are also seen keyed by `pk`):
-    # the same choice the model's alias and the canonical form make.
-    if type(raw) is not dict:
-        return None
-    name = resource.key_field
-    return raw[name] if name in raw else raw.get("pk")
-
-
-def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
-    """Return each record's key (None where it has none), in page order."""
-    if isinstance(raws, RecordPage) and raws.resource is resource:
-        return list(raws.keys)
-    try:  # the common case, in C: every record is a dict with an integer key
-        found: list[int | None] = list(map(_KEY_GETTERS[resource], raws))
-        if set(map(type, found)) == {int}:
-            return found
-    except (KeyError, TypeError):
-        pass
-    return [record_key(resource, raw) for raw in raws]
-
-
-def newest_modified(raws: Sequence[Any]) -> str | None:
-    """Return the latest `modified_date` text of a page (ISO text sorts as time does)."""
-    if isinstance(raws, RecordPage):
-        return raws.newest_modified
-    try:  # the common case, in C
-        newest: str | None = max(map(_MODIFIED, raws), default=None)
-        if newest is None or type(newest) is str:
-            return newest
-    except (KeyError, TypeError):
-        pass
-    dates = (r.get("modified_date") for r in raws if type(r) is dict)
-    return max((d for d in dates if type(d) is str), default=None)
-
-
-def diff_page(
-    resource: Resource,
-    raws: Sequence[Any],
-    stored: StoredPage | Mapping[int, Stored],
-    keys: Sequence[int | None] | None = None,
-) -> PageDiff:
-    """Split a page into changes, rejections and unchanged records.
-
-    `keys` are the records' keys from `page_keys`, when the caller already has them.
-    """
-    result = PageDiff(seen=len(raws), newest_modified=newest_modified(raws))
-    page = stored if isinstance(stored, StoredPage) else StoredPage(stored)
-    if keys is None:
-        keys = page_keys(resource, raws)
-    forms = page_canonicals(resource, raws)
+def diff_page(page: RecordPage, stored: StoredPage | Mapping[int, Stored]) -> PageDiff:
+    """Split a page into changes, rejections and unchanged records."""
+    result = PageDiff(seen=len(page), newest_modified=page.newest_modified)
+    versions = stored if isinstance(stored, StoredPage) else StoredPage(stored)
+    keys, forms = page.keys, page.forms
     newer: dict[int, Stored] = {}
-    for index in _unsettled(forms, page.forms, keys):
+    for index in _unsettled(forms, versions.forms, keys):
         key, form = keys[index], forms[index]
-        previous = None if key is None else newer.get(key) or page.current(key)
+        previous = None if key is None else newer.get(key) or versions.current(key)
         if previous is not None and form == previous.canonical:
             continue
-        outcome = _classify(resource, raws, index, key, previous)
+        outcome = _classify(page, index, key, previous)
         if isinstance(outcome, Rejection):
             result.rejections.append(outcome)
         elif outcome is not None:
@@ -208,20 +152,20 @@ def _unsettled(
 
 
 def _classify(
-    resource: Resource, raws: Sequence[Any], index: int, key: int | None, previous: Stored | None
+    page: RecordPage, index: int, key: int | None, previous: Stored | None
 ) -> Change | Rejection | None:
+    resource = page.resource
     # A typed page's record is validated from its row and decoded only to be reported.
-    fields = raws.fields(index) if isinstance(raws, RecordPage) else raws[index]
     try:
-        record = MODELS[resource].model_validate(fields)
+        record = MODELS[resource].model_validate(page.fields(index))
     except ValidationError as exc:
-        raw = raws[index]
+        raw = page[index]
         return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
     if key is None:
-        raw = raws[index]
+        raw = page[index]
         # Valid once coerced ("12", 12.0), but a key that is not a JSON integer could not be
         # looked up before the diff: taken as is, it would restart the record at sequence 1.
-        found = f"{_raw_key(resource, raw)!r:.60}"
+        found = f"{raw_key(resource, raw)!r:.60}"
         reason = f"{resource.key_field}: the key must be a JSON integer (got {found})"
         return Rejection(key=None, reason=reason, raw=raw, digest=raw_digest(raw))
     after, content = record_canonical(record)

@@ -6,37 +6,36 @@ nested objects with sorted keys. The state store keeps it per record; the diff c
 byte for byte (with the key inside, one set lookup tells whether a record is unchanged); an
 event's `before` is decoded from it; and its digest identifies a version of a record.
 
-Two ways in, one result for a valid record:
-- `raw_canonical` (and `page_canonicals` for a whole page) works on the decoded JSON dict,
-  without building a model. It is the fast path: a record whose raw canonical form equals
-  the stored one is unchanged and is never turned into a model.
-- `record_canonical` works on a validated record; this is the form that gets stored.
+One encoder writes every form (`encode_form`), whichever way the values came:
+- from a page's typed rows (`publisher.pages`, the fast path of every scan);
+- from decoded JSON records (`raw_canonical`, `page_canonicals`: a page the typed rows
+  cannot read), without building a model;
+- from a validated record (`record_canonical`): the form that gets stored.
+A record whose form equals its stored one is unchanged and is never turned into a model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+import msgspec
 import orjson
 
-from publisher.pages import RecordPage
-from publisher.records import CONTENT_FIELDS, DECIMAL_FIELDS, Record, Resource, StockRecord
+from publisher.records import CONTENT_FIELDS, DECIMAL_FIELDS, RESOURCES, Record, Resource
 
-_DUMP_OPTIONS: Final = orjson.OPT_SORT_KEYS
-_DUMP: Final = partial(orjson.dumps, option=_DUMP_OPTIONS)
+# Nested objects with sorted keys; a value msgspec cannot write raises TypeError.
+encode_form: Final[Callable[[Any], bytes]] = msgspec.json.Encoder(order="sorted").encode
 
 # How a record's content fields are taken, tried in order: prices also come keyed by `pk`.
 # The key field comes first, as it does in `record_key`: the first one a record has wins.
 _GETTERS: Final = {
     resource: tuple(
-        (key, operator.itemgetter(key, *CONTENT_FIELDS[resource][1:]))
-        for key in dict.fromkeys((resource.key_field, "pk"))
+        (key, operator.itemgetter(key, *CONTENT_FIELDS[resource][1:])) for key in spec.key_fields
     )
-    for resource in Resource
+    for resource, spec in RESOURCES.items()
 }
 
 
@@ -51,36 +50,33 @@ def _decimal_text(value: Any) -> Any:
 def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
     """Return the canonical form of a decoded record, or None if it cannot have one.
 
-    This is the hot path of every poll, so it does the common case in C: take the fields
-    in order and dump them. A record whose decimals came as JSON numbers, or that lacks a
-    field, gets a form that matches no stored one and goes the slow way (validation),
-    which still finds it unchanged if it is.
+    A record whose decimals came as JSON numbers, or that lacks a field, gets a form that
+    matches no stored one and goes the slow way (validation), which still finds it
+    unchanged if it is.
     """
     for _, getter in _GETTERS[resource]:
         try:
-            return orjson.dumps(getter(raw), option=_DUMP_OPTIONS)
+            return encode_form(getter(raw))
         except (KeyError, TypeError):
             continue
     return None
 
 
 def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | None]:
-    """Return `raw_canonical` of every record of a page, in page order.
+    """Return `raw_canonical` of every decoded record of a page, in page order.
 
-    The whole page goes through C (`map` of the getter and of the dump) unless one record
-    is odd (not a dict, a field missing); then each record is tried on its own. A price
-    page keyed by `pk` goes through C too, but only if no record has an `id`: a record
-    holding both is keyed by its `id`, and a form under the other key could match another
-    record's stored form and hide a change. A `RecordPage` comes with its forms made.
+    The whole page goes through C (`map` of the getter and of the encoder) unless one
+    record is odd (not a dict, a field missing); then each record is tried on its own. A
+    price page keyed by `pk` goes through C too, but only if no record has an `id`: a
+    record holding both is keyed by its `id`, and a form under the other key could match
+    another record's stored form and hide a change.
     """
-    if isinstance(raws, RecordPage) and raws.resource is resource:
-        return list(raws.forms)
     tried: set[str] = set()
     for key, getter in _GETTERS[resource]:
         if tried and any(type(raw) is dict and not tried.isdisjoint(raw) for raw in raws):
             break
         try:
-            return list(map(_DUMP, map(getter, raws)))
+            return list(map(encode_form, map(getter, raws)))
         except (KeyError, TypeError):
             tried.add(key)
     return [raw_canonical(resource, raw) for raw in raws]
@@ -88,14 +84,14 @@ def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | Non
 
 def record_canonical(record: Record) -> tuple[bytes, dict[str, Any]]:
     """Return a validated record's canonical form and its whole content (key included)."""
-    resource = Resource.STOCK if isinstance(record, StockRecord) else Resource.PRICE
+    resource = record.resource
     decimals = DECIMAL_FIELDS[resource]
     attributes = record.__dict__
     content = {
         name: _decimal_text(attributes[name]) if name in decimals else attributes[name]
         for name in CONTENT_FIELDS[resource]
     }
-    return orjson.dumps(list(content.values()), option=_DUMP_OPTIONS), content
+    return encode_form(list(content.values())), content
 
 
 def content_of(resource: Resource, canonical: bytes) -> dict[str, Any]:
@@ -112,7 +108,7 @@ def digest(data: bytes) -> str:
 def raw_digest(raw: Any) -> str:
     """Digest any decoded JSON value, e.g. a record that failed validation."""
     try:
-        data = orjson.dumps(raw, option=_DUMP_OPTIONS)
+        data = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         data = repr(raw).encode()
     return digest(data)

@@ -3,9 +3,11 @@
     page body  ->  RecordPage(keys, forms, newest_modified) + records decoded on demand
 
 A page is decoded as orjson would decode it, except that the record array becomes a
-`RecordPage`. To make it, typed structs (`msgspec`) read only the fields the models read
-(the key, the content fields, the two dates) and skip the rest without building a dict;
-each record's canonical form is written from its content fields. A record whose form is
+`RecordPage`: the one type of page the client yields and the core works on. Built the fast
+way (`RecordPage.typed`), typed structs (`msgspec`, derived from the record models) read
+only the fields the models read (the key, the content fields, the two dates) and skip the
+rest without building a dict; each record's canonical form is written from its content
+fields. A record whose form is
 not a stored one is validated from its row (`fields`), so a steady-state poll builds no
 record dict at all; a record is decoded in full only when asked for (`page[i]`): to report
 it as rejected, to acknowledge it.
@@ -13,8 +15,9 @@ it as rejected, to acknowledge it.
 The typed pass takes a page only if *every* record fits it: an integer key within 64 bits,
 every content field present, the decimals as strings (or null where they may be), a
 `modified_date` string, a `created_date` string or null (or none). Otherwise nothing
-changes: the page is decoded by orjson into plain dicts and the diff takes its usual way
-(`publisher.fingerprint.page_canonicals`), so an odd record costs speed, never correctness.
+changes: the page is decoded by orjson into plain dicts and the same type is built from
+them (`RecordPage.plain`, with `publisher.fingerprint.page_canonicals`), so an odd record
+costs speed, never correctness.
 
 Why the two ways agree: for the values the typed pass accepts, msgspec decodes what orjson
 decodes (a repeated field counts last, as in orjson), and a form that equals a stored one
@@ -38,93 +41,78 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Final, overload
+from decimal import Decimal
+from types import UnionType
+from typing import Annotated, Any, Final, Union, get_args, get_origin, overload
 
 import msgspec
 import orjson
 from msgspec.structs import asdict, astuple
 
 from publisher.errors import AkinonBadResponse
-from publisher.records import CONTENT_FIELDS, Resource
+from publisher.fingerprint import encode_form, page_canonicals
+from publisher.records import DATE_FIELDS, RESOURCES, Resource, ResourceSpec
 
 # Akinon's integers are 64-bit. A bigger one is left to the plain way: orjson reads it as a
 # float, which validation rejects, where msgspec would read it exactly.
 Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
-# The rows are never tracked by the garbage collector (`gc=False`): they hold decoded JSON
-# values only, which cannot refer back to a row, so no cycle can run through one. It makes
-# the decode of a page about a third cheaper. A row's content fields come first, in
-# `CONTENT_FIELDS` order (a form is the head of the row's tuple), then the dates.
+
+def _row_type(annotation: Any) -> Any:
+    """Return what the typed pass reads for a model field's type (a decimal as its text)."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    optional = get_origin(annotation) in (Union, UnionType) and len(args) == 1
+    base = args[0] if optional else annotation
+    if get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    if get_origin(base) is dict:
+        found: Any = dict[str, Any]
+    else:
+        found = {int: Int, str: str, Decimal: str}.get(base)
+    if found is None:
+        raise TypeError(f"the typed pass cannot read a field of type {annotation!r}")
+    return found | None if optional else found
 
 
-class StockRow(msgspec.Struct, gc=False):
-    """What the fast path reads of an extra product stock: content fields, then the date."""
+def row_struct(spec: ResourceSpec) -> type[msgspec.Struct]:
+    """Return the typed row of a resource: its content fields, in order, then the dates.
 
-    pk: Int
-    product: Int
-    unit_type: str
-    stock: Int
-    sold_quantity_unreported: Int | None
-    extra_field: dict[str, Any]
-    stock_list: Int
-    modified_collection: Int | None
-    adjusted_stock: Int | None
-    modified_date: str
-    created_date: str | None = None
-
-
-class PriceRow(msgspec.Struct, gc=False):
-    """What the fast path reads of an extra product price: content fields, then the date."""
-
-    id: Int
-    product: Int
-    price_list: Int
-    retail_price: str | None
-    tax_rate: str | None
-    currency_type: str
-    price: str
-    price_type: str
-    discount_percentage: str | None
-    modifier_collection: Int | None
-    adjusted_price: str | None
-    extra_field: dict[str, Any]
-    modified_date: str
-    created_date: str | None = None
+    Every content field must be present (no defaults): a record without one takes the plain
+    way. The rows are never tracked by the garbage collector (`gc=False`): they hold decoded
+    JSON values only, which cannot refer back to a row, so no cycle can run through one. It
+    makes the decode of a page about a third cheaper. A form is the head of a row's tuple.
+    """
+    fields = spec.content.model_fields
+    layout: list[Any] = [(name, _row_type(fields[name].annotation)) for name in spec.content_fields]
+    modified, created = DATE_FIELDS[1], DATE_FIELDS[0]
+    layout += [(modified, str), (created, str | None, None)]
+    name = f"{spec.resource.value.capitalize()}Row"
+    return msgspec.defstruct(name, layout, gc=False)
 
 
-class _Envelope(msgspec.Struct, gc=False):
+ROWS: Final = {resource: row_struct(spec) for resource, spec in RESOURCES.items()}
+
+
+def _envelope(results: Any) -> type[msgspec.Struct]:
     # {count, next, previous, results}: only `results` and `next` are read.
-    results: list[Any]
-    next: Any = None
+    return msgspec.defstruct(
+        "Envelope", [("results", list[results]), ("next", Any, None)], gc=False
+    )
 
 
-class _StockEnvelope(_Envelope, gc=False):
-    results: list[StockRow]
-
-
-class _PriceEnvelope(_Envelope, gc=False):
-    results: list[PriceRow]
-
-
-class _RawEnvelope(_Envelope, gc=False):
-    results: list[msgspec.Raw]
-
-
-ROWS: Final[dict[Resource, type[StockRow] | type[PriceRow]]] = {
-    Resource.STOCK: StockRow,
-    Resource.PRICE: PriceRow,
+_ENVELOPES: Final = {resource: _envelope(row) for resource, row in ROWS.items()}
+_TYPED: Final = {
+    resource: msgspec.json.Decoder(list[row] | _ENVELOPES[resource])  # type: ignore[valid-type]
+    for resource, row in ROWS.items()
 }
-
-_TYPED: Final[dict[Resource, msgspec.json.Decoder[Any]]] = {
-    Resource.STOCK: msgspec.json.Decoder(list[StockRow] | _StockEnvelope),
-    Resource.PRICE: msgspec.json.Decoder(list[PriceRow] | _PriceEnvelope),
+_RAW_ENVELOPE: Final = _envelope(msgspec.Raw)
+_RAW: Final = msgspec.json.Decoder(list[msgspec.Raw] | _RAW_ENVELOPE)
+_CONTENT: Final = {
+    r: operator.itemgetter(slice(len(s.content_fields))) for r, s in RESOURCES.items()
 }
-_RAW: Final = msgspec.json.Decoder(list[msgspec.Raw] | _RawEnvelope)
-# Nested objects with sorted keys, as in `publisher.fingerprint`.
-_ENCODE: Final = msgspec.json.Encoder(order="sorted").encode
-_CONTENT: Final = {r: operator.itemgetter(slice(len(CONTENT_FIELDS[r]))) for r in Resource}
-_KEY: Final = {r: operator.attrgetter(CONTENT_FIELDS[r][0]) for r in Resource}
+_KEY: Final = {r: operator.attrgetter(s.key_field) for r, s in RESOURCES.items()}
 _MODIFIED: Final = operator.attrgetter("modified_date")
+_MODIFIED_KEY: Final = operator.itemgetter("modified_date")
 
 
 class RecordPage(Sequence[Any]):
@@ -132,7 +120,8 @@ class RecordPage(Sequence[Any]):
 
     `page[i]` is the record as orjson decodes it (the same dict each time); iterating
     decodes every record. `fields(i)` is what validating a record needs, `row(i)` what the
-    typed pass read of it.
+    decode read of it, `modified(i)` its `modified_date` text (or None). A key is None and a
+    form None where a record has none (only a plain page can hold such records).
     """
 
     __slots__ = (
@@ -146,17 +135,50 @@ class RecordPage(Sequence[Any]):
         "resource",
     )
 
-    def __init__(self, resource: Resource, body: bytes, rows: Sequence[StockRow | PriceRow]):
+    def __init__(
+        self,
+        resource: Resource,
+        keys: list[int | None],
+        forms: list[bytes | None],
+        newest_modified: str | None,
+        *,
+        body: bytes = b"",
+        rows: Sequence[msgspec.Struct] | None = None,
+        decoded: dict[int, Any] | None = None,
+    ) -> None:
+        """Hold a page; build one with `typed` or `plain`."""
         self.resource = resource
-        self.keys: list[int] = list(map(_KEY[resource], rows))
-        # astuple reads a row's slots in C: less than half the cost of getting each field.
-        self.forms: list[bytes] = list(map(_ENCODE, map(_CONTENT[resource], map(astuple, rows))))
-        # ISO-8601 text in one format sorts as the moments do.
-        self.newest_modified: str | None = max(map(_MODIFIED, rows), default=None)
+        self.keys = keys
+        self.forms = forms
+        self.newest_modified = newest_modified
         self._body = body
         self._rows = rows
         self._raws: list[msgspec.Raw] | None = None
-        self._decoded: dict[int, Any] = {}
+        self._decoded: dict[int, Any] = {} if decoded is None else decoded
+
+    @classmethod
+    def typed(cls, resource: Resource, body: bytes, rows: Sequence[msgspec.Struct]) -> RecordPage:
+        """Return the page of typed rows read from `body` (the fast way)."""
+        keys: list[int | None] = list(map(_KEY[resource], rows))
+        # astuple reads a row's slots in C: less than half the cost of getting each field.
+        forms: list[bytes | None] = list(
+            map(encode_form, map(_CONTENT[resource], map(astuple, rows)))
+        )
+        # ISO-8601 text in one format sorts as the moments do.
+        newest: str | None = max(map(_MODIFIED, rows), default=None)
+        return cls(resource, keys, forms, newest, body=body, rows=rows)
+
+    @classmethod
+    def plain(cls, resource: Resource, records: Sequence[Any]) -> RecordPage:
+        """Return the page of records decoded as orjson decodes them, whatever they hold."""
+        decoded = dict(enumerate(records))
+        return cls(
+            resource,
+            page_keys(resource, records),
+            page_canonicals(resource, records),
+            newest_modified(records),
+            decoded=decoded,
+        )
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -174,8 +196,8 @@ class RecordPage(Sequence[Any]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("record index out of range")
-        found = self._decoded.get(index)
-        if found is None:
+        found = self._decoded.get(index, _MISSING)
+        if found is _MISSING:
             try:
                 found = self._decoded[index] = orjson.loads(memoryview(self._raw()[index]))
             except orjson.JSONDecodeError as exc:  # in a field the typed pass skipped
@@ -188,20 +210,35 @@ class RecordPage(Sequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         return map(self.__getitem__, range(len(self)))
 
-    def fields(self, index: int) -> dict[str, Any]:
+    @property
+    def is_typed(self) -> bool:
+        """Say whether the typed pass read this page (else orjson did, record by record)."""
+        return self._rows is not None
+
+    def fields(self, index: int) -> Any:
         """Return what the record's model reads of it: the row, or the whole record.
 
         Validating either gives the same outcome (see the module's docstring); the row needs
         no second pass over the body.
         """
-        if self._rows[index].extra_field:  # nested JSON: read as orjson reads it
-            found: dict[str, Any] = self[index]
-            return found
+        if self._rows is None or getattr(self._rows[index], "extra_field", None):
+            return self[index]  # a plain record, or nested JSON: read as orjson reads it
         return self.row(index)
 
-    def row(self, index: int) -> dict[str, Any]:
-        """Return the fields the typed pass read of a record (as msgspec read them)."""
+    def row(self, index: int) -> Any:
+        """Return what the decode read of a record: its typed fields, or the plain record."""
+        if self._rows is None:
+            return self[index]
         return asdict(self._rows[index])
+
+    def modified(self, index: int) -> str | None:
+        """Return a record's `modified_date` text, or None when it has none."""
+        if self._rows is not None:
+            found: str = _MODIFIED(self._rows[index])
+            return found
+        record = self[index]
+        date = record.get("modified_date") if type(record) is dict else None
+        return date if type(date) is str else None
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RecordPage | list):
@@ -211,27 +248,84 @@ class RecordPage(Sequence[Any]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<RecordPage {self.resource.value} records={len(self)}>"
+        way = "typed" if self.is_typed else "plain"
+        return f"<RecordPage {self.resource.value} {way} records={len(self)}>"
 
     def _raw(self) -> list[msgspec.Raw]:
         # Each record's own JSON text, found by one more (light) pass over the body.
         if self._raws is None:
             found = _RAW.decode(self._body)
-            self._raws = found.results if isinstance(found, _RawEnvelope) else found
+            self._raws = found if isinstance(found, list) else found.results
         return self._raws
 
 
-def decode_page(resource: Resource, body: bytes) -> Any:
-    """Decode a page body as orjson would, with its records as a `RecordPage` if they fit.
+_MISSING: Final = object()
 
-    A bare array becomes a `RecordPage`; an object becomes ``{"results": RecordPage,
-    "next": ...}``. Anything else, or a record that does not fit the typed pass, is
-    decoded by `orjson.loads` as it is (and malformed JSON raises its error).
+
+def page_keys(resource: Resource, raws: Sequence[Any]) -> list[int | None]:
+    """Return each decoded record's key (None where it has none), in page order."""
+    getter = operator.itemgetter(resource.key_field)
+    try:  # the common case, in C: every record is a dict with an integer key
+        found: list[int | None] = list(map(getter, raws))
+        if set(map(type, found)) == {int}:
+            return found
+    except (KeyError, TypeError):
+        pass
+    return [record_key(resource, raw) for raw in raws]
+
+
+def record_key(resource: Resource, raw: Any) -> int | None:
+    """Return a decoded record's integer key, or None when it has none."""
+    key = raw_key(resource, raw)
+    return key if type(key) is int else None
+
+
+def raw_key(resource: Resource, raw: Any) -> Any:
+    """Return a decoded record's key as it came, whatever its type (None if absent).
+
+    The first of the resource's key fields the record has (prices are also seen keyed by
+    `pk`): the same choice the model's alias and the canonical form make.
+    """
+    if type(raw) is not dict:
+        return None
+    for name in resource.spec.key_fields:
+        if name in raw:
+            return raw[name]
+    return None
+
+
+def newest_modified(raws: Sequence[Any]) -> str | None:
+    """Return the latest `modified_date` text of decoded records (ISO text sorts as time)."""
+    try:  # the common case, in C
+        newest: str | None = max(map(_MODIFIED_KEY, raws), default=None)
+        if newest is None or type(newest) is str:
+            return newest
+    except (KeyError, TypeError):
+        pass
+    dates = (r.get("modified_date") for r in raws if type(r) is dict)
+    return max((d for d in dates if type(d) is str), default=None)
+
+
+def decode_page(resource: Resource, body: bytes) -> Any:
+    """Decode a page body as orjson would, with its records as a `RecordPage`.
+
+    A bare array becomes a `RecordPage`; an object with a `results` array becomes
+    ``{"results": RecordPage, "next": ...}``; the records are read the typed way if every
+    one fits, else decoded by orjson and the same type is built from them. Anything else is
+    returned as orjson decodes it (and malformed JSON raises orjson's error).
     """
     try:
         found = _TYPED[resource].decode(body)
     except (ValueError, RecursionError):  # msgspec's errors, or nesting too deep for it
-        return orjson.loads(body)
-    if isinstance(found, _Envelope):
-        return {"results": RecordPage(resource, body, found.results), "next": found.next}
-    return RecordPage(resource, body, found)
+        return _plain(resource, orjson.loads(body))
+    if isinstance(found, list):
+        return RecordPage.typed(resource, body, found)
+    return {"results": RecordPage.typed(resource, body, found.results), "next": found.next}
+
+
+def _plain(resource: Resource, decoded: Any) -> Any:
+    if isinstance(decoded, list):
+        return RecordPage.plain(resource, decoded)
+    if isinstance(decoded, dict) and isinstance(decoded.get("results"), list):
+        return {**decoded, "results": RecordPage.plain(resource, decoded["results"])}
+    return decoded

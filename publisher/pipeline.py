@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from publisher.diff import (
-    PageDiff,
-    Rejection,
-    Stored,
-    diff_page,
-    page_keys,
-    record_key,
-    unreported,
-)
+from publisher.diff import PageDiff, Rejection, Stored, diff_page, unreported
 from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
@@ -34,6 +26,7 @@ from publisher.outgoing import (
     rejection_event,
     source_uri,
 )
+from publisher.pages import RecordPage
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.records import Endpoint, Resource
 
@@ -114,7 +107,7 @@ ProgressCallback = Callable[[StepSummary], None]
 class PreparedPage:
     """One page, diffed and encoded: what is published, then committed."""
 
-    raws: Sequence[Any]
+    records: RecordPage
     diff: PageDiff
     rejections: list[Rejection]
     events: list[OutgoingEvent]
@@ -148,8 +141,8 @@ def sync_step(
     )
     summary = StepSummary(spec.channel_id, spec.resource.value, incremental=spec.since is not None)
     in_flight: tuple[PreparedPage, int] | None = None
-    for raws in _pages(spec, source):
-        page = prepare_page(ctx, raws, state, in_flight[0] if in_flight else None)
+    for records in _pages(spec, source):
+        page = prepare_page(ctx, records, state, in_flight[0] if in_flight else None)
         if in_flight is not None:
             summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
         in_flight = (page, publisher.send(page.events))
@@ -166,19 +159,18 @@ def sync_step(
 
 def prepare_page(
     ctx: EventContext,
-    raws: Sequence[Any],
+    records: RecordPage,
     state: StateStore,
     in_flight: PreparedPage | None = None,
 ) -> PreparedPage:
     """Load the page's stored state, diff it and encode its events (nothing is written)."""
     channel_id, resource = ctx.channel_id, ctx.resource
-    keys = page_keys(resource, raws)
-    distinct = {key for key in keys if key is not None}
+    distinct = {key for key in records.keys if key is not None}
     stored = state.load(channel_id, resource, distinct)
     if in_flight is not None:  # the page before is not committed yet: see its new state
         pending = in_flight.pending_state()
         stored.overlay({k: pending[k] for k in pending.keys() & distinct})
-    diff = diff_page(resource, raws, stored, keys)
+    diff = diff_page(records, stored)
     rejected_keys = [r.key for r in diff.rejections if r.key is not None]
     rejections = unreported(
         diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)
@@ -193,7 +185,7 @@ def prepare_page(
         )
     events = [change_event(ctx, change) for change in diff.changes]
     events += [rejection_event(ctx, rejection) for rejection in rejections]
-    return PreparedPage(raws, diff, rejections, events)
+    return PreparedPage(records, diff, rejections, events)
 
 
 def _finish(
@@ -209,14 +201,14 @@ def _finish(
     page, ticket = in_flight
     publisher.confirm(ticket)
     state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
-    acknowledged = _acknowledge(spec, source, page.raws, page.diff) if spec.acknowledge else 0
+    acknowledged = _acknowledge(spec, source, page.records, page.diff) if spec.acknowledge else 0
     summary = summary.add(page.diff, len(page.events), acknowledged)
     if on_page is not None:
         on_page(summary)
     return summary
 
 
-def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[Sequence[Any]]:
+def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
     if not spec.acknowledge:
         params = {"modified_date__gte": spec.since} if spec.since else None
         yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
@@ -263,14 +255,14 @@ def plan_since(
     return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _acknowledge(spec: StepSpec, source: ChangeSource, raws: Sequence[Any], diff: PageDiff) -> int:
+def _acknowledge(spec: StepSpec, source: ChangeSource, records: RecordPage, diff: PageDiff) -> int:
     rejected = {r.key for r in diff.rejections}
     objects = [
-        (key, raw["modified_date"])
-        for raw in raws
-        if (key := record_key(spec.resource, raw)) is not None
+        (key, modified)
+        for index, key in enumerate(records.keys)
+        if key is not None
         and key not in rejected
-        and isinstance(raw.get("modified_date"), str)
+        and (modified := records.modified(index)) is not None
     ]
     source.acknowledge(spec.channel_id, spec.resource, objects)
     return len(objects)

@@ -11,10 +11,11 @@ redis, kombu or lz4; the edges satisfy them structurally.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from publisher.diff import Change, Rejection, StoredPage
 from publisher.outgoing import OutgoingEvent
+from publisher.pages import RecordPage
 from publisher.records import Endpoint, Resource
 
 
@@ -29,8 +30,8 @@ class ChangeSource(Protocol):
         params: Mapping[str, str] | None = None,
         *,
         prefetch: bool = True,
-    ) -> Iterator[Sequence[Any]]:
-        """Yield the decoded records of each page."""
+    ) -> Iterator[RecordPage]:
+        """Yield the records of each page."""
         ...
 
     def acknowledge(

@@ -1,40 +1,54 @@
-"""Type Akinon's extra product stock and price records (pure: no I/O).
+"""Type Akinon's extra product stock and price records, and list them in one table (pure).
 
 Money, rates and percentages are `Decimal`: Akinon sends them as decimal strings and a float
 would change them. Unknown fields are ignored; the dates are parsed but are not part of a
 record's *content*, the business fields whose change is worth an event.
+
+`RESOURCES` holds one `ResourceSpec` per kind of record: where it lives in Akinon's API, its
+key, its models, its content and decimal fields, an example record. Each record schema is
+declared once, as its content model below; everything else is derived from the table: the
+typed page rows (`publisher.pages`), the canonical form (`publisher.fingerprint`), the
+names on the broker (`publisher.topology`), the sandbox's field kinds, the tests' factories.
+Adding a resource is adding a model and a row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 
 class Resource(StrEnum):
-    """Name the two kinds of record a channel serves."""
+    """Name the kinds of record a channel serves; `spec` says everything else about one."""
 
     STOCK = "stock"
     PRICE = "price"
 
     @property
+    def spec(self) -> ResourceSpec:
+        """Return this resource's row of the `RESOURCES` table."""
+        return RESOURCES[self]
+
+    @property
     def path(self) -> str:
         """Return the URL segment under ``/api/v1/channel/{id}/``."""
-        return "extra_product_stocks" if self is Resource.STOCK else "extra_product_prices"
+        return self.spec.path
 
     @property
     def content_type(self) -> str:
         """Return the batch-request content type Akinon expects."""
-        return "productstock" if self is Resource.STOCK else "productprice"
+        return self.spec.content_type
 
     @property
     def key_field(self) -> str:
         """Return the field that identifies a record."""
-        return "pk" if self is Resource.STOCK else "id"
+        return self.spec.key_field
 
 
 class Endpoint(StrEnum):
@@ -80,6 +94,7 @@ class StockContent(BaseModel):
     """The business content of an extra product stock: what a change event carries."""
 
     model_config = _MODEL_CONFIG
+    resource: ClassVar[Resource] = Resource.STOCK
 
     pk: int
     """The stock record's key."""
@@ -117,6 +132,7 @@ class PriceContent(BaseModel):
     """The business content of an extra product price: what a change event carries."""
 
     model_config = _MODEL_CONFIG
+    resource: ClassVar[Resource] = Resource.PRICE
 
     id: int = Field(validation_alias=AliasChoices("id", "pk"))
     """The price record's key."""
@@ -158,24 +174,112 @@ class PriceRecord(PriceContent):
 
 Record = StockRecord | PriceRecord
 
-MODELS: Final[dict[Resource, type[StockRecord] | type[PriceRecord]]] = {
-    Resource.STOCK: StockRecord,
-    Resource.PRICE: PriceRecord,
-}
 
-# The business content of a record, in a fixed order: what a fingerprint covers and what an
-# event's `before`/`after` carry. Dates are left out so a touch that changes nothing is silent.
-CONTENT_FIELDS: Final[dict[Resource, tuple[str, ...]]] = {
-    Resource.STOCK: tuple(StockContent.model_fields),
-    Resource.PRICE: tuple(PriceContent.model_fields),
-}
+def _is_decimal(annotation: Any) -> bool:
+    return annotation is Decimal or any(_is_decimal(arg) for arg in get_args(annotation))
 
-DECIMAL_FIELDS: Final[dict[Resource, frozenset[str]]] = {
-    Resource.STOCK: frozenset(),
-    Resource.PRICE: frozenset(
-        {"retail_price", "tax_rate", "price", "discount_percentage", "adjusted_price"}
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Everything that differs between two kinds of record, in one place.
+
+    The content model's first field is the key; `key_fields` are the fields it may come in,
+    tried in order (its validation aliases: prices are also seen keyed by `pk`).
+    `list_field` names the list a record belongs to (a stock list, a price list).
+    `headline` is what a one-line view of a new record shows. `example` is a whole record
+    as Akinon serves it, dates included, in its field order: the contract's examples and
+    the tests' factories start from it.
+    """
+
+    resource: Resource
+    path: str
+    content_type: str
+    list_field: str
+    content: type[StockContent] | type[PriceContent]
+    model: type[StockRecord] | type[PriceRecord]
+    headline: tuple[str, ...]
+    example: Mapping[str, Any]
+    content_fields: tuple[str, ...] = field(init=False)
+    decimal_fields: frozenset[str] = field(init=False)
+    key_fields: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Frozen for the callers; what the content model says is derived once, here.
+        fields = self.content.model_fields
+        key, key_info = next(iter(fields.items()))
+        aliases = key_info.validation_alias
+        decimals = frozenset(name for name, f in fields.items() if _is_decimal(f.annotation))
+        key_fields = tuple(aliases.choices) if isinstance(aliases, AliasChoices) else (key,)
+        for name, value in (
+            ("content_fields", tuple(fields)),
+            ("decimal_fields", decimals),
+            ("key_fields", key_fields),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def key_field(self) -> str:
+        """Return the field that identifies a record."""
+        return self.key_fields[0]
+
+
+RESOURCES: Final[dict[Resource, ResourceSpec]] = {
+    Resource.STOCK: ResourceSpec(
+        resource=Resource.STOCK,
+        path="extra_product_stocks",
+        content_type="productstock",
+        list_field="stock_list",
+        content=StockContent,
+        model=StockRecord,
+        headline=("stock",),
+        example={
+            "pk": 48213,
+            "product": 1207,
+            "unit_type": "qty",
+            "stock": 12,
+            "sold_quantity_unreported": 0,
+            "extra_field": {},
+            "stock_list": 3,
+            "modified_collection": None,
+            "adjusted_stock": 12,
+            "created_date": "2025-06-01T08:00:00.000000Z",
+            "modified_date": "2025-06-27T10:06:56.438000Z",
+        },
+    ),
+    Resource.PRICE: ResourceSpec(
+        resource=Resource.PRICE,
+        path="extra_product_prices",
+        content_type="productprice",
+        list_field="price_list",
+        content=PriceContent,
+        model=PriceRecord,
+        headline=("price", "currency_type"),
+        example={
+            "id": 90311,
+            "product": 1207,
+            "price_list": 2,
+            "retail_price": "129.90",
+            "tax_rate": "18.00",
+            "currency_type": "try",
+            "price": "119.90",
+            "price_type": "default",
+            "discount_percentage": "7.70",
+            "modifier_collection": None,
+            "adjusted_price": "119.90",
+            "extra_field": {},
+            "created_date": "2025-06-01T08:00:00.000000Z",
+            "modified_date": "2025-06-27T10:06:56.438000Z",
+        },
     ),
 }
+
+# Views of the table that most callers want.
+MODELS: Final = {r: spec.model for r, spec in RESOURCES.items()}
+# The business content of a record, in a fixed order: what a fingerprint covers and what an
+# event's `before`/`after` carry. Dates are left out so a touch that changes nothing is silent.
+CONTENT_FIELDS: Final = {r: spec.content_fields for r, spec in RESOURCES.items()}
+DECIMAL_FIELDS: Final = {r: spec.decimal_fields for r, spec in RESOURCES.items()}
+DATE_FIELDS: Final = ("created_date", "modified_date")
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import orjson
 
 from publisher.consumer import follow
+from publisher.events import CHANGED_TYPE
 
 
 def event_line(body: bytes | str) -> str:
@@ -32,7 +33,10 @@ def event_line(body: bytes | str) -> str:
 
 
 def _headline(kind: str) -> tuple[str, ...]:
-    return ("stock",) if kind == "stock.changed" else ("price", "currency_type")
+    for resource, changed in CHANGED_TYPE.items():
+        if changed == kind:
+            return resource.spec.headline
+    return ()
 
 
 def tail(

@@ -21,7 +21,7 @@ from publisher.events import CloudEvent
 from publisher.outgoing import EventContext, OutgoingEvent, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
-from tests.factories import stock
+from tests.factories import as_page, stock
 from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -39,11 +39,11 @@ def versions(channel_id: int, key: int, levels: Sequence[int], first: int = 1) -
     ctx = EventContext(channel_id, Resource.STOCK, f"{SOURCE}/{channel_id}", datetime.now(UTC))
     stored: dict[int, Stored] = {}
     if first > 1:
-        (seed,) = diff_page(Resource.STOCK, [stock(key, stock=-1)], {}).changes
+        (seed,) = diff_page(as_page(Resource.STOCK, [stock(key, stock=-1)]), {}).changes
         stored = {key: Stored(first - 1, seed.after)}
     events = []
     for level in levels:
-        (change,) = diff_page(Resource.STOCK, [stock(key, stock=level)], stored).changes
+        (change,) = diff_page(as_page(Resource.STOCK, [stock(key, stock=level)]), stored).changes
         stored = {key: Stored(change.sequence, change.after)}
         events.append(change_event(ctx, change))
     return events

@@ -17,7 +17,7 @@ from publisher.events import MESSAGE_CONTENT_TYPE, EventType
 from publisher.outgoing import EventContext, OutgoingEvent, change_event, rejection_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
-from tests.factories import price, stock
+from tests.factories import as_page, price, stock
 from tests.integration.collect import Collector
 
 pytestmark = pytest.mark.integration
@@ -31,21 +31,24 @@ def _events(channel_id: int) -> list[OutgoingEvent]:
     source = f"https://omni.example/api/v1/channel/{channel_id}"
     stock_ctx = EventContext(channel_id, Resource.STOCK, source, now)
     price_ctx = EventContext(channel_id, Resource.PRICE, source, now)
-    stocks = diff_page(Resource.STOCK, [stock(1), stock(2, stock=0), stock(3, stock="x")], {})
+    stocks = diff_page(
+        as_page(Resource.STOCK, [stock(1), stock(2, stock=0), stock(3, stock="x")]), {}
+    )
     prices = diff_page(
-        Resource.PRICE,
-        [
-            price(1, price="645670668.11"),
-            price(2, retail_price=None, discount_percentage=None, tax_rate=None),
-            price(3, price=12),  # a number on Akinon's side still becomes a decimal string
-            price(4, price="free"),
-        ],
+        as_page(
+            Resource.PRICE,
+            [
+                price(1, price="645670668.11"),
+                price(2, retail_price=None, discount_percentage=None, tax_rate=None),
+                price(3, price=12),  # a number on Akinon's side still becomes a decimal string
+                price(4, price="free"),
+            ],
+        ),
         {},
     )
     first = stocks.changes[0]
     (update,) = diff_page(
-        Resource.STOCK,
-        [stock(1, stock=4, extra_field={"aisle": "B2"})],
+        as_page(Resource.STOCK, [stock(1, stock=4, extra_field={"aisle": "B2"})]),
         {first.key: Stored(first.sequence, first.after)},
     ).changes
     return [

@@ -23,7 +23,7 @@ from publisher.events import CloudEvent
 from publisher.outgoing import EventContext, OutgoingEvent, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
-from tests.factories import price, stock
+from tests.factories import as_page, price, stock
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ class History:
     def change(self, resource: Resource, raw: dict[str, Any]) -> OutgoingEvent:
         key = raw["pk"] if resource is Resource.STOCK else raw["id"]
         stored = self._stored.get((resource, key))
-        (change,) = diff_page(resource, [raw], {key: stored} if stored else {}).changes
+        (change,) = diff_page(as_page(resource, [raw]), {key: stored} if stored else {}).changes
         self._stored[(resource, key)] = Stored(change.sequence, change.after)
         source = f"https://omni.example/api/v1/channel/{self.channel_id}"
         ctx = EventContext(self.channel_id, resource, source, datetime.now(UTC))

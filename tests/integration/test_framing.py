@@ -13,7 +13,7 @@ from publisher.framing import publish_frames
 from publisher.outgoing import EventContext, OutgoingEvent, change_event, message_properties
 from publisher.publish import event_frames
 from publisher.records import Resource
-from tests.factories import price
+from tests.factories import as_page, price
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,9 @@ def _event() -> OutgoingEvent:
     ctx = EventContext(
         12, Resource.PRICE, "https://omni.example/api/v1/channel/12", datetime.now(UTC)
     )
-    (change,) = diff_page(Resource.PRICE, [price(5, extra_field={"note": "çok güzel"})], {}).changes
+    (change,) = diff_page(
+        as_page(Resource.PRICE, [price(5, extra_field={"note": "çok güzel"})]), {}
+    ).changes
     return change_event(ctx, change)
 
 

@@ -15,14 +15,14 @@ from publisher.errors import BrokerError
 from publisher.outgoing import EventContext, OutgoingEvent, change_event
 from publisher.publish import ConfirmTracker, KombuPublisher
 from publisher.records import Resource
-from tests.factories import stock
+from tests.factories import as_page, stock
 
 pytestmark = pytest.mark.integration
 
 
 def _events(channel_id: int, count: int) -> list[OutgoingEvent]:
     ctx = EventContext(channel_id, Resource.STOCK, "http://a.example", datetime.now(UTC))
-    diff = diff_page(Resource.STOCK, [stock(k) for k in range(1, count + 1)], {})
+    diff = diff_page(as_page(Resource.STOCK, [stock(k) for k in range(1, count + 1)]), {})
     return [change_event(ctx, c) for c in diff.changes]
 
 

@@ -450,7 +450,7 @@ def test_a_page_with_a_record_the_typed_pass_cannot_read_comes_as_plain_dicts(
     page = [stock(1), stock(2) | {"pk": "2"}]
     client, _, _ = make(lambda r: httpx.Response(200, json=page))
     (found,) = scan(client)
-    assert type(found) is list and found == page
+    assert not found.is_typed and found == page
 
 
 def test_every_element_of_a_page_is_passed_through_for_the_caller_to_judge(

@@ -34,7 +34,7 @@ from publisher.events import EventType, PriceChanged, RecordRejected, StockChang
 from publisher.outgoing import EventContext, change_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
-from tests.factories import stock
+from tests.factories import as_page, stock
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_follow_works_on_the_in_memory_transport_for_the_demo() -> None:
         ctx = EventContext(5, Resource.STOCK, "http://a.example", datetime.now(UTC))
         events = [
             change_event(ctx, c)
-            for c in diff_page(Resource.STOCK, [stock(1), stock(2)], {}).changes
+            for c in diff_page(as_page(Resource.STOCK, [stock(1), stock(2)]), {}).changes
         ]
         publisher = KombuPublisher("memory://")
         publisher.publish(events)

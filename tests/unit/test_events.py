@@ -8,13 +8,13 @@ from publisher.diff import Stored, diff_page
 from publisher.events import PriceChanged, RecordRejected, StockChanged, parse_event
 from publisher.outgoing import EventContext, change_event, rejection_event, source_uri
 from publisher.records import Resource
-from tests.factories import price, stock
+from tests.factories import as_page, price, stock
 
 CTX = EventContext(5, Resource.STOCK, "https://omni.example/api/v1/channel/5", datetime.now(UTC))
 
 
 def test_first_change_event_is_a_cloudevent_with_null_before() -> None:
-    (change,) = diff_page(Resource.STOCK, [stock(1, stock=4)], {}).changes
+    (change,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=4)]), {}).changes
     event = change_event(CTX, change)
     parsed = parse_event(event.body)
     assert isinstance(parsed, StockChanged)
@@ -31,9 +31,11 @@ def test_first_change_event_is_a_cloudevent_with_null_before() -> None:
 
 
 def test_update_event_lists_exactly_the_changed_fields() -> None:
-    (first,) = diff_page(Resource.STOCK, [stock(1)], {}).changes
+    (first,) = diff_page(as_page(Resource.STOCK, [stock(1)]), {}).changes
     stored = {1: Stored(first.sequence, first.after)}
-    (change,) = diff_page(Resource.STOCK, [stock(1, stock=2, adjusted_stock=2)], stored).changes
+    (change,) = diff_page(
+        as_page(Resource.STOCK, [stock(1, stock=2, adjusted_stock=2)]), stored
+    ).changes
     data = orjson.loads(change_event(CTX, change).body)["data"]
     assert data["changed_fields"] == ["stock", "adjusted_stock"]
     assert data["before"]["stock"] == 10
@@ -42,18 +44,18 @@ def test_update_event_lists_exactly_the_changed_fields() -> None:
 
 
 def test_event_id_is_the_same_on_republish_and_new_for_a_return_to_old_content() -> None:
-    (a1,) = diff_page(Resource.STOCK, [stock(1, stock=1)], {}).changes
-    (again,) = diff_page(Resource.STOCK, [stock(1, stock=1)], {}).changes
+    (a1,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=1)]), {}).changes
+    (again,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=1)]), {}).changes
     assert change_event(CTX, a1).id == change_event(CTX, again).id
-    (b,) = diff_page(Resource.STOCK, [stock(1, stock=2)], {1: Stored(1, a1.after)}).changes
-    (a2,) = diff_page(Resource.STOCK, [stock(1, stock=1)], {1: Stored(2, b.after)}).changes
+    (b,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=2)]), {1: Stored(1, a1.after)}).changes
+    (a2,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=1)]), {1: Stored(2, b.after)}).changes
     ids = {change_event(CTX, c).id for c in (a1, b, a2)}
     assert len(ids) == 3
 
 
 def test_price_event_carries_decimal_strings() -> None:
     ctx = EventContext(5, Resource.PRICE, CTX.source, CTX.observed_at)
-    (change,) = diff_page(Resource.PRICE, [price(1, price="645670668.11")], {}).changes
+    (change,) = diff_page(as_page(Resource.PRICE, [price(1, price="645670668.11")]), {}).changes
     body = change_event(ctx, change).body
     assert b'"price":"645670668.11"' in body
     parsed = parse_event(body)
@@ -62,7 +64,7 @@ def test_price_event_carries_decimal_strings() -> None:
 
 
 def test_rejection_event_names_the_record_and_the_reason() -> None:
-    (rejection,) = diff_page(Resource.STOCK, [stock(9, stock="x")], {}).rejections
+    (rejection,) = diff_page(as_page(Resource.STOCK, [stock(9, stock="x")]), {}).rejections
     event = rejection_event(CTX, rejection)
     parsed = parse_event(event.body)
     assert isinstance(parsed, RecordRejected)

@@ -6,7 +6,7 @@ import pytest
 
 from publisher.fingerprint import content_of, page_canonicals, raw_canonical, record_canonical
 from publisher.records import PriceRecord, Resource, StockRecord
-from tests.factories import price, stock
+from tests.factories import as_page, price, stock
 
 
 @pytest.mark.parametrize(
@@ -90,5 +90,5 @@ def test_a_decimal_sent_as_a_number_takes_the_slow_path_and_is_still_unchanged()
     canonical, _ = record_canonical(PriceRecord.model_validate(as_text))
     assert raw_canonical(Resource.PRICE, as_numbers) != canonical  # no fast-path match
     assert record_canonical(PriceRecord.model_validate(as_numbers))[0] == canonical
-    diff = diff_page(Resource.PRICE, [as_numbers], {3: Stored(1, canonical)})
+    diff = diff_page(as_page(Resource.PRICE, [as_numbers]), {3: Stored(1, canonical)})
     assert (diff.unchanged, diff.changes) == (1, [])

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from publisher.diff import PageDiff, Stored, StoredPage, diff_page, newest_modified, page_keys
+from publisher.diff import PageDiff, Stored, StoredPage, diff_page
 from publisher.errors import AkinonBadResponse
 from publisher.fingerprint import page_canonicals, record_canonical
-from publisher.pages import ROWS, RecordPage, decode_page
+from publisher.pages import ROWS, RecordPage, decode_page, newest_modified, page_keys
 from publisher.records import CONTENT_FIELDS, MODELS, Resource
-from tests.factories import price, stock
+from tests.factories import as_page, price, stock
 
 FACTORIES = {Resource.STOCK: stock, Resource.PRICE: price}
 
@@ -108,7 +108,7 @@ def test_one_odd_record_leaves_the_page_to_the_plain_way(change: dict[str, Any])
     body = _body(Resource.STOCK, records)
     decoded = decode_page(Resource.STOCK, body)
     assert decoded == orjson.loads(body)
-    assert type(decoded) is list
+    assert isinstance(decoded, RecordPage) and not decoded.is_typed
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_one_odd_record_leaves_the_page_to_the_plain_way(change: dict[str, Any])
 )
 def test_a_price_the_typed_pass_cannot_read_goes_the_plain_way(records: list[Any]) -> None:
     decoded = decode_page(Resource.PRICE, _body(Resource.PRICE, records))
-    assert type(decoded["results"]) is list
+    assert not decoded["results"].is_typed
 
 
 def test_a_page_that_is_not_a_record_array_is_decoded_as_it_is() -> None:
@@ -164,7 +164,7 @@ def test_bad_text_in_a_skipped_field_refuses_only_that_record_when_it_is_decoded
 def test_a_changed_record_with_bad_text_in_a_skipped_field_is_still_published() -> None:
     stored = {2: Stored(1, _stored_form(Resource.STOCK, stock(2)))}
     page = decode_page(Resource.STOCK, _with_bad_text_in_a_skipped_field([stock(2, stock=3)]))
-    (change,) = diff_page(Resource.STOCK, page, StoredPage(stored)).changes
+    (change,) = diff_page(as_page(Resource.STOCK, page), StoredPage(stored)).changes
     assert (change.key, change.sequence, change.content["stock"]) == (2, 2, 3)
 
 
@@ -173,7 +173,7 @@ def test_a_rejected_record_is_reported_whole_as_it_came() -> None:
     record = stock(1, created_date="yesterday", note="kept in the report")
     page = decode_page(Resource.STOCK, _body(Resource.STOCK, [stock(2), record]))
     assert isinstance(page, RecordPage)
-    (rejection,) = diff_page(Resource.STOCK, page, StoredPage({})).rejections
+    (rejection,) = diff_page(as_page(Resource.STOCK, page), StoredPage({})).rejections
     assert rejection.key == 1 and rejection.reason.startswith("created_date: ")
     assert rejection.raw == record
 
@@ -185,7 +185,7 @@ def test_a_field_sent_twice_counts_last_as_in_orjson() -> None:
     body = body.replace(b'"stock": 5,', b'"stock": 5, "stock": 6,')
     page = decode_page(Resource.STOCK, body)
     assert isinstance(page, RecordPage)
-    (change,) = diff_page(Resource.STOCK, page, StoredPage(stored)).changes
+    (change,) = diff_page(as_page(Resource.STOCK, page), StoredPage(stored)).changes
     assert change.content["stock"] == 6
 
 
@@ -194,7 +194,7 @@ def test_a_change_is_found_without_decoding_any_record_whole() -> None:
     stored = {r["pk"]: Stored(1, _stored_form(Resource.STOCK, r)) for r in records}
     records[3] = stock(4, stock=11)
     page = decode_page(Resource.STOCK, _body(Resource.STOCK, records))
-    (change,) = diff_page(Resource.STOCK, page, StoredPage(stored)).changes
+    (change,) = diff_page(as_page(Resource.STOCK, page), StoredPage(stored)).changes
     assert change.key == 4 and change.content["stock"] == 11
     assert page._raws is None and not page._decoded  # validated from its row
 
@@ -203,7 +203,7 @@ def test_a_change_with_extra_fields_is_validated_from_the_record_as_orjson_reads
     # orjson reads an integer past 64 bits as a float, msgspec exactly: the dict way decides.
     record = stock(4, extra_field={"big": 2**70})
     page = decode_page(Resource.STOCK, _body(Resource.STOCK, [record]))
-    (change,) = diff_page(Resource.STOCK, page, StoredPage({})).changes
+    (change,) = diff_page(as_page(Resource.STOCK, page), StoredPage({})).changes
     assert change.content["extra_field"] == {"big": float(2**70)}
     assert page._decoded.keys() == {0}
 
@@ -301,7 +301,7 @@ def test_random_pages_diff_the_same_whichever_way_they_were_decoded(resource: Re
         fast = _records(decode_page(resource, body))
         typed += isinstance(fast, RecordPage)
         plain = _records(orjson.loads(body))
-        assert _outcome(diff_page(resource, fast, StoredPage(dict(state)))) == _outcome(
-            diff_page(resource, plain, StoredPage(dict(state)))
+        assert _outcome(diff_page(as_page(resource, fast), StoredPage(dict(state)))) == _outcome(
+            diff_page(as_page(resource, plain), StoredPage(dict(state)))
         ), body
     assert typed >= 100  # the typed pass was really exercised, not only the fallback

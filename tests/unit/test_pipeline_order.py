@@ -18,9 +18,11 @@ from publisher.outgoing import OutgoingEvent
 from publisher.pipeline import StepSpec, sync_step
 from publisher.records import Resource
 from publisher.state import MemoryStateStore
-from tests.factories import stock
+from tests.factories import as_page, stock
 
-PAGES = [[stock(1), stock(2)], [stock(3)], [stock(4), stock(5)]]
+PAGES = [
+    as_page(Resource.STOCK, p) for p in [[stock(1), stock(2)], [stock(3)], [stock(4), stock(5)]]
+]
 
 
 class Source:
