@@ -29,7 +29,7 @@ from bench.env import AMQP_URL, Sandbox, edges_for
 from publisher import topology
 from publisher.pipeline import StepSpec
 from publisher.records import Resource
-from publisher.sandbox.catalog import first_key
+from publisher.sandbox.channels import first_key
 from publisher.service import Edges, run_step
 
 LOOKBACK_SECONDS: Final = 120.0  # the service's default incremental lookback

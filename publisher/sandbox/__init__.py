@@ -6,10 +6,11 @@
     with SandboxServer(catalog) as server:   # port 0: a free port
         ...                                  # talk to server.url with token "sandbox-token"
 
-Modules, from the data outwards: `fields` (record shapes), `recordset` and `catalog`
-(records and the inserts/updates work queue), `batches` (acknowledgement state machine),
-`query` (filters, paging), `faults`, `shapes`, `app` and `control` (request -> response),
-`server` (HTTP), `churn` (background changes).
+Modules, from the data outwards: `fields` (record shapes), `recordset` (records and the
+inserts/updates work queue), `channels` (a channel's record sets, seeded), `batches`
+(acknowledgement state machine), `batch_requests` (the batches and what they acknowledged),
+`catalog` (all of it behind one lock), `query` (filters, paging), `faults`, `shapes`, `app`
+and `control` (request -> response), `server` (HTTP), `churn` (background changes).
 """
 
 from publisher.sandbox.app import SandboxApp

@@ -6,57 +6,29 @@ step, so the HTTP threads, the control API and the churn thread can interleave s
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from publisher.records import Endpoint, Resource
 from publisher.sandbox import fields
-from publisher.sandbox.batches import (
-    CONTENT_TYPES,
-    Batch,
-    Patch,
-    check_transition,
-    merge_objects,
-    parse_patch,
+from publisher.sandbox.batch_requests import BatchRequests
+from publisher.sandbox.channels import (
+    SEED_EPOCH_US,
+    SEED_SPREAD_US,
+    Channel,
+    Seeding,
+    channel_state,
+    seed_channel,
 )
-from publisher.sandbox.dates import MonotonicClock, format_us, parse_us, wall_us
+from publisher.sandbox.dates import MonotonicClock, format_us, wall_us
 from publisher.sandbox.errors import InvalidError, NotFoundError
 from publisher.sandbox.query import Filters, Paging
 from publisher.sandbox.recordset import DROP, Entry, RecordSet
-
-# Seeded records are dated in early 2024 so every later change, dated by the wall clock,
-# sorts after them.
-SEED_EPOCH_US: Final = parse_us("2024-01-01T00:00:00Z")
-_SEED_SPREAD_US: Final = 30 * 24 * 3600 * 1_000_000
-PRODUCT_BASE: Final = 100_000
-KEY_STRIDE: Final = 1_000_000
-
-
-@dataclass
-class Channel:
-    """One sales channel: its own stock list, price list and records of each."""
-
-    pk: int
-    name: str
-    stock_list: int
-    price_list: int
-    sets: dict[Resource, RecordSet] = field(
-        default_factory=lambda: {resource: RecordSet(resource) for resource in Resource}
-    )
-
-    def list_id(self, resource: Resource) -> int:
-        """Return the id of this channel's stock list or price list."""
-        return self.stock_list if resource is Resource.STOCK else self.price_list
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the channel as `GET /api/v1/channels/{id}/` shows it."""
-        return {"pk": self.pk, "name": self.name, "is_active": True}
 
 
 @dataclass(frozen=True)
@@ -89,48 +61,6 @@ class Page:
         return self.number > 1
 
 
-@dataclass(frozen=True)
-class Seeding:
-    """The arguments a catalog was seeded with, so a reset can seed it the same way."""
-
-    channels: tuple[int, ...] = (1,)
-    size: int = 1000
-    seed: int = 42
-
-
-def first_key(channel_id: int) -> int:
-    """Return the first record key of a channel (keys never collide across channels)."""
-    return channel_id * KEY_STRIDE + 1
-
-
-def seed_channel(channel_id: int, size: int, seed: int) -> Channel:
-    """Build a channel with `size` stock and `size` price records, reproducible from `seed`."""
-    channel = Channel(
-        pk=channel_id,
-        name=f"Sandbox channel {channel_id}",
-        stock_list=channel_id * 10 + 1,
-        price_list=channel_id * 10 + 2,
-    )
-    # A string seed per channel keeps a channel's records the same whatever else is seeded.
-    rng = random.Random(f"{seed}:{channel_id}")
-    for resource in Resource:
-        _seed_records(channel, resource, size, rng)
-    return channel
-
-
-def _seed_records(channel: Channel, resource: Resource, size: int, rng: random.Random) -> None:
-    make = fields.seeded_stock if resource is Resource.STOCK else fields.seeded_price
-    records = channel.sets[resource]
-    list_id = channel.list_id(resource)
-    # Distinct modified dates, in an order unrelated to the keys, like a real list's history.
-    offsets = rng.sample(range(max(size, 1) * 1000), size)
-    for index, offset in enumerate(offsets):
-        pk = first_key(channel.pk) + index
-        record = make(rng, pk, PRODUCT_BASE + index + 1, list_id)
-        created = SEED_EPOCH_US + index * 1000
-        records.add(pk, record, created, SEED_EPOCH_US + _SEED_SPREAD_US + offset)
-
-
 def as_resource(value: Resource | str) -> Resource:
     """Return `value` as a Resource; raise NotFoundError for an unknown name."""
     try:
@@ -150,9 +80,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._clock = MonotonicClock(clock or wall_us)
         self._channels: dict[int, Channel] = {}
-        self._batches: dict[int, Batch] = {}
-        self._committing: dict[tuple[int, str], int] = {}
-        self._batch_ids = itertools.count(1)
+        self._batches = BatchRequests(self._clock)
         self._seeding = Seeding(channels=())
 
     @classmethod
@@ -190,9 +118,8 @@ class Catalog:
         with self._lock:
             self._channels = built
             self._batches.clear()
-            self._committing.clear()
             self._seeding = seeding
-            self._clock.raise_floor(SEED_EPOCH_US + 2 * _SEED_SPREAD_US)
+            self._clock.raise_floor(SEED_EPOCH_US + 2 * SEED_SPREAD_US)
 
     def add_channel(self, channel_id: int, size: int = 0, seed: int = 42) -> None:
         """Add a channel with `size` seeded records of each resource."""
@@ -396,27 +323,18 @@ class Catalog:
         """Open a batch request on a channel and return it (status `initialized`)."""
         with self._lock:
             self._channel(channel_id)
-            now = self._clock.tick()
-            batch = Batch(
-                pk=next(self._batch_ids), channel=channel_id, created_us=now, modified_us=now
-            )
-            self._batches[batch.pk] = batch
-            return batch.to_json()
+            return self._batches.create(channel_id)
 
     def batch(self, channel_id: int, pk: int, with_objects: bool = True) -> dict[str, Any]:
         """Return one batch request of a channel; NotFoundError if unknown."""
         with self._lock:
-            return self._batch(channel_id, pk).to_json(with_objects)
+            self._channel(channel_id)
+            return self._batches.find(channel_id, pk).to_json(with_objects)
 
     def batches(self, open_only: bool = False) -> list[dict[str, Any]]:
         """Return every batch (or only those not yet done or failed), oldest first."""
         with self._lock:
-            chosen = [
-                batch
-                for batch in self._batches.values()
-                if not open_only or batch.status not in ("done", "fail")
-            ]
-            return [batch.to_json() for batch in chosen]
+            return self._batches.to_json(open_only)
 
     def update_batch(self, channel_id: int, pk: int, body: Any) -> dict[str, Any]:
         """Move a batch to the status in `body`; a commit records its acknowledgements.
@@ -425,57 +343,7 @@ class Catalog:
         second commit while another batch of the same channel and content type is in commit.
         """
         with self._lock:
-            batch = self._batch(channel_id, pk)
-            patch = parse_patch(body, batch.content_type)
-            check_transition(batch.status, patch.status)
-            if patch.status == "commit":
-                self._commit(batch, patch)
-            elif patch.status == "fail":
-                self._give_back(batch)
-            elif patch.objects:
-                batch.objects = merge_objects(batch.objects, patch.objects)
-            if batch.status == "commit" and batch.content_type is not None:
-                self._committing.pop((batch.channel, batch.content_type), None)
-            batch.status = patch.status
-            batch.modified_us = self._clock.tick()
-            return batch.to_json(with_objects=True)
-
-    def _batch(self, channel_id: int, pk: int) -> Batch:
-        self._channel(channel_id)
-        batch = self._batches.get(pk)
-        if batch is None or batch.channel != channel_id:
-            raise NotFoundError("Not found.")
-        return batch
-
-    def _commit(self, batch: Batch, patch: Patch) -> None:
-        content_type = patch.content_type
-        if content_type is None:
-            raise InvalidError({"content_type": ["This field is required."]})
-        holder = self._committing.get((batch.channel, content_type))
-        if holder is not None:
-            raise InvalidError(
-                {"status": [f"Batch {holder} of this channel is already in commit."]}
-            )
-        records = self._channels[batch.channel].sets[CONTENT_TYPES[content_type]]
-        for obj in patch.objects:
-            if obj.version_us is None or records.get(obj.pk) is None:
-                continue
-            previous = records.acknowledge(obj.pk, obj.version_us)
-            earlier = batch.given.get(obj.pk)
-            batch.given[obj.pk] = (obj.version_us, previous if earlier is None else earlier[1])
-        batch.content_type = content_type
-        batch.objects = patch.objects
-        self._committing[(batch.channel, content_type)] = batch.pk
-
-    def _give_back(self, batch: Batch) -> None:
-        resource = batch.resource
-        channel = self._channels.get(batch.channel)
-        if resource is None or channel is None:
-            return
-        records = channel.sets[resource]
-        for pk, (given, previous) in batch.given.items():
-            records.give_back(pk, given, previous)
-        batch.given.clear()
+            return self._batches.update(self._channel(channel_id), pk, body)
 
     def acknowledgements(self, channel_id: int, resource: Resource | str) -> dict[int, str]:
         """Return each acknowledged key of a channel's list with its acknowledged version."""
@@ -488,7 +356,7 @@ class Catalog:
     def state(self) -> dict[str, Any]:
         """Return counts per channel and the open batches, for the control API."""
         with self._lock:
-            channels = [_channel_state(channel) for _, channel in sorted(self._channels.items())]
+            channels = [channel_state(channel) for _, channel in sorted(self._channels.items())]
             seeding = self._seeding
             total = len(self._batches)
         return {
@@ -521,19 +389,3 @@ def _change_amount(entry: Entry, resource: Resource, rng: random.Random) -> None
     else:
         fields.reprice(record, fields.churned_price_cents(rng, record))
         entry.clear_overrides({"price", "adjusted_price", "discount_percentage"})
-
-
-def _channel_state(channel: Channel) -> dict[str, Any]:
-    def per_resource(measure: Callable[[RecordSet], int]) -> dict[str, int]:
-        return {resource.value: measure(channel.sets[resource]) for resource in Resource}
-
-    return {
-        "pk": channel.pk,
-        "name": channel.name,
-        "stock_list": channel.stock_list,
-        "price_list": channel.price_list,
-        "records": per_resource(len),
-        "inserts": per_resource(lambda records: len(records.inserts)),
-        "updates": per_resource(lambda records: len(records.updates)),
-        "acknowledged": per_resource(lambda records: len(records.acks)),
-    }

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import random
 import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from publisher.sandbox.catalog import as_resource
+from publisher.sandbox.catalog import Catalog, as_resource
 from publisher.sandbox.errors import InvalidError
 from publisher.sandbox.faults import Faults
 from publisher.sandbox.messages import Request, Response, json_response
 from publisher.sandbox.recordset import DROP
 from publisher.sandbox.routing import Route, Router, dispatch, route
-
-if TYPE_CHECKING:
-    from publisher.sandbox.app import SandboxApp
+from publisher.sandbox.shapes import ShapeConfig
 
 ROUTES_HELP: Final = {
     "GET /_control/state": "channels, record and queue counts, logins, requests, faults, "
@@ -62,10 +60,57 @@ def _optional_int(body: dict[str, Any], name: str) -> int | None:
     return None if body.get(name) is None else _int(body, name)
 
 
-class ControlApi:
-    """Answer `/_control/` requests against one SandboxApp."""
+class Counters(Protocol):
+    """Request counters that can show themselves as JSON."""
 
-    def __init__(self, app: SandboxApp) -> None:
+    def to_json(self) -> dict[str, Any]:
+        """Return the counts as a JSON object."""
+        ...
+
+
+class ControlledApp(Protocol):
+    """What the control API reads and changes of the app it steers (a SandboxApp).
+
+    A protocol rather than the class, so that the app can own its control API without the
+    two modules importing each other.
+    """
+
+    faults: Faults
+
+    @property
+    def catalog(self) -> Catalog:
+        """Return the records and batch requests the app serves."""
+        ...
+
+    @property
+    def shapes(self) -> ShapeConfig:
+        """Return the response shapes per list endpoint."""
+        ...
+
+    @property
+    def stats(self) -> Counters:
+        """Return the login and request counters."""
+        ...
+
+    def churn_state(self) -> dict[str, Any]:
+        """Return the background churn rate and how many records it has changed."""
+        ...
+
+    def set_churn_rate(self, rate: float, seed: int | None = None) -> None:
+        """Change about `rate` random records per second in the background; 0 stops it."""
+        ...
+
+    def reset(
+        self, channels: list[int] | None = None, size: int | None = None, seed: int | None = None
+    ) -> None:
+        """Reseed the catalog and clear faults, shapes, counters and background churn."""
+        ...
+
+
+class ControlApi:
+    """Answer `/_control/` requests against one app (a SandboxApp)."""
+
+    def __init__(self, app: ControlledApp) -> None:
         self.app = app
         self._router = Router(self._routes())
 

@@ -344,9 +344,7 @@ def test_run_reconnects_after_the_broker_connection_drops(
         if len(seen) == 2:
             two.set()
 
-    subscription = subscribe(
-        handler, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}//", prefetch=1
-    )
+    subscription = subscribe(handler, amqp_url=proxy.url_for(amqp_url), prefetch=1)
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(target=subscription.run, args=(stop, ready))
     worker.start()

@@ -11,12 +11,13 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from publisher.contract import ASYNCAPI_FILE, ROUTES, schema_path
+from publisher.contract import ASYNCAPI_FILE, schema_path
 from publisher.diff import Stored, diff_page
 from publisher.events import MESSAGE_CONTENT_TYPE, EventType
 from publisher.outgoing import EventContext, OutgoingEvent, change_event, rejection_event
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
+from publisher.topology import ROUTES
 from tests.factories import as_page, price, stock
 from tests.integration.collect import Collector
 

@@ -164,7 +164,7 @@ def test_lost_broker_fails_the_step_commits_nothing_and_the_next_step_delivers_a
 ) -> None:
     keys = [r["pk"] for r in sandbox.catalog.records(channel_id, Resource.STOCK)]
     proxy = TcpProxy(5672, cut_after_bytes=6000)  # dies part-way through the batch
-    flaky = make_edges(sandbox, page_size=30, amqp=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+    flaky = make_edges(sandbox, page_size=30, amqp=proxy.url_for(amqp_url))
     state = RedisStateStore.from_url(redis_url)
     with Collector(amqp_url, f"stock.changed.{channel_id}") as events:
         with pytest.raises(BrokerError):

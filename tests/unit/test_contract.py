@@ -17,7 +17,6 @@ from publisher.contract import (
     ASYNCAPI_FILE,
     CONTRACT_VERSION,
     REGENERATE_HINT,
-    ROUTES,
     asyncapi_document,
     check_released,
     event_schema,
@@ -33,6 +32,7 @@ from publisher.contract import (
 from publisher.events import SCHEMA_MAJOR, EventType
 from publisher.outgoing import message_properties
 from publisher.records import Resource
+from publisher.topology import ROUTES
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
