@@ -344,9 +344,9 @@ def test_run_reconnects_after_the_broker_connection_drops(
         if len(seen) == 2:
             two.set()
 
-    subscription = subscribe(
-        handler, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}//", prefetch=1
-    )
+    # Through the proxy, on the vhost the test publishes to.
+    through_proxy = amqp_url.replace(":5672/", f":{proxy.port}/")
+    subscription = subscribe(handler, amqp_url=through_proxy, prefetch=1)
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(target=subscription.run, args=(stop, ready))
     worker.start()
