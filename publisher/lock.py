@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from typing import Final
 
 import redis
@@ -24,17 +25,16 @@ from publisher.records import Resource
 
 DEFAULT_TTL: Final = 60.0
 
-# Delete / extend only when the value is still our token (atomic compare-and-act).
-_RELEASE: Final = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-_EXTEND: Final = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
+
+def _script(name: str) -> str:
+    """Return the text of a Lua script kept next to this module."""
+    return files(__package__ or "publisher").joinpath(name).read_text(encoding="utf-8")
+
+
+# Delete / extend only when the value is still our token (atomic compare-and-act). Read
+# once, at import: the scripts ship as package data.
+_RELEASE: Final = _script("lock_release.lua")
+_EXTEND: Final = _script("lock_extend.lua")
 
 
 def owner_token() -> str:

@@ -6,137 +6,32 @@ and for rejected records the digest of the raw content last reported. Reads and 
 one page at a time, never a round trip per record, and writes happen only after the broker
 confirmed the page's events.
 
-Redis layout: records are grouped in buckets of `topology.BUCKET_SIZE` consecutive keys; each
-bucket is one LZ4-compressed string of lines: a header ``=<sequence> <sequence> …``, then
-each record's canonical form (compact JSON, key first, never a newline), in header order.
-A page of 1,000 records is one MGET of about ten strings; splitting them into lines, in C,
-gives the set of stored forms the diff checks unchanged records against, and a record's
-sequence is only looked up when it changed. A hundred similar records compress to a few
-dozen bytes each. A commit merges its changes into the buckets as last read or written
-(split as its page loaded them, if no commit changed them since; else decoded again,
-which is cheap with LZ4) and sends them, with the page's bookkeeping, to a script that
-writes them only if every bucket still holds what the merge started from: one round
-trip, and it never overwrites what it did not read.
-Buckets of earlier versions still read: zlib-compressed ones (they are written as LZ4 the
-next time they change), and those written before the key moved into the form, as lines
-``<key % size> <sequence> <form without key>``.
+Redis layout: records are grouped in buckets of `topology.BUCKET_SIZE` consecutive keys,
+each kept as one compressed string (its format: `publisher.buckets`). A page of 1,000
+records is one MGET of about ten strings. A commit merges its changes into the buckets as
+last read or written (split as its page loaded them, if no commit changed them since;
+else decoded again, which is cheap with LZ4) and sends them, with the page's bookkeeping,
+to a script (`state_commit.lua`) that writes them only if every bucket still holds what
+the merge started from: one round trip, and it never overwrites what it did not read.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-import zlib
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib.resources import files
 from typing import Any, Final
 
-import lz4.block
 import redis
 from redis.typing import EncodableT, FieldT
 
 from publisher import topology
+from publisher.buckets import Bucket
 from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
-
-# A bucket string is this mark, then an LZ4 block (with its size). LZ4 compresses and
-# decompresses a bucket about four times faster than zlib's fastest level, which matters
-# since every scanned page decodes about ten buckets and a page with changes rewrites
-# them; it keeps about a third of the text (zlib about a quarter). zlib streams, which
-# earlier versions wrote, start with 0x78, never with the mark.
-_LZ4: Final = b"L"
-
-_HEADER: Final = b"="
-_FORM_KEY: Final = re.compile(rb"^\[(-?\d+)[,\]]", re.MULTILINE)
-_LEGACY_LINE: Final = re.compile(rb"^(\d+) (\d+) \[(.*)$", re.MULTILINE)
-
-
-def encode_bucket(entries: Iterable[Stored]) -> bytes:
-    """Encode one bucket's versions as the string Redis keeps."""
-    versions = list(entries)
-    return Bucket.of(
-        [b"%d" % v.sequence for v in versions], [v.canonical for v in versions]
-    ).encoded()
-
-
-class Bucket:
-    """One bucket's text: every stored form at once, a version parsed only when asked for."""
-
-    __slots__ = ("_sequences", "forms", "text")
-
-    def __init__(self, text: bytes, lines: tuple[list[bytes], list[bytes]] | None = None) -> None:
-        """Hold a bucket's text; `lines` are its sequences and forms, when already split."""
-        self.text = text
-        if lines is None:
-            header, *forms = text.split(b"\n")
-            lines = (header[len(_HEADER) :].split(), forms)
-        self._sequences, self.forms = lines
-
-    @classmethod
-    def of(cls, sequences: list[bytes], forms: list[bytes]) -> Bucket:
-        """Return the bucket of these versions (sequence and form of each, in one order)."""
-        return cls(b"\n".join([_HEADER + b" ".join(sequences), *forms]), (sequences, forms))
-
-    @classmethod
-    def decode(cls, blob: bytes | str | None, number: int) -> Bucket:
-        """Decompress a bucket string (None: an empty bucket); `number` places legacy ones."""
-        if not blob:
-            return cls(_HEADER)
-        raw = blob if isinstance(blob, bytes) else blob.encode()
-        text = (
-            lz4.block.decompress(memoryview(raw)[1:]) if raw[:1] == _LZ4 else zlib.decompress(raw)
-        )
-        return cls(text if text.startswith(_HEADER) else _upgrade(text, number))
-
-    def find(self, key: int) -> Stored | None:
-        """Return the version of one key, or None if the bucket has none."""
-        index = self._index(key)
-        if index is None:
-            return None
-        return Stored(int(self._sequences[index]), self.forms[index])
-
-    def merged(self, newer: Mapping[int, Stored]) -> Bucket:
-        """Return the bucket with these versions put in (replaced or added)."""
-        sequences, forms = list(self._sequences), list(self.forms)
-        for key, version in newer.items():
-            index = self._index(key)
-            if index is None:
-                sequences.append(b"%d" % version.sequence)
-                forms.append(version.canonical)
-            else:
-                sequences[index] = b"%d" % version.sequence
-                forms[index] = version.canonical
-        return Bucket.of(sequences, forms)
-
-    def encoded(self) -> bytes:
-        """Return the string Redis keeps for this bucket."""
-        block: bytes = lz4.block.compress(self.text)
-        return _LZ4 + block
-
-    def _index(self, key: int) -> int | None:
-        at = self.text.find(b"\n[%d," % key)
-        if at < 0:
-            return None
-        return self.text.count(b"\n", 0, at)  # the header's line break comes first
-
-    def versions(self) -> dict[int, Stored]:
-        """Return every version in the bucket, by key."""
-        record_keys = map(int, _FORM_KEY.findall(self.text))
-        return {
-            key: Stored(int(sequence), form)
-            for key, sequence, form in zip(record_keys, self._sequences, self.forms, strict=True)
-        }
-
-
-def _upgrade(legacy: bytes, number: int) -> bytes:
-    """Rewrite a bucket of ``<key % size> <sequence> <form without key>`` lines."""
-    base = number * topology.BUCKET_SIZE
-    lines = _LEGACY_LINE.findall(legacy)
-    header = _HEADER + b" ".join(sequence for _, sequence, _ in lines)
-    forms = (b"[%d,%s" % (base + int(field), rest) for field, _, rest in lines)
-    return b"\n".join([header, *forms])
 
 
 class _BucketVersions(Mapping[int, Stored]):
@@ -173,30 +68,11 @@ def _translated(action: str) -> Iterator[None]:
         raise StateStoreError(f"redis {action} failed: {type(exc).__name__}: {exc}") from exc
 
 
-# One commit, atomically and in one round trip: write the merged buckets only if each still
-# holds the string the merge started from ('' for a missing bucket: a bucket string is never
-# empty), then the bookkeeping. Returns 0, or the position of the first bucket that changed.
-# KEYS: n buckets, the rejected hash, the meta hash.
-# ARGV: n, n expected strings, n merged strings, records created, r, r rejected (key, digest)
-#       pairs, then the keys of changed records (valid again: no longer rejected).
-_COMMIT_SCRIPT: Final = """
-local n = tonumber(ARGV[1])
-for i = 1, n do
-  if (redis.call('GET', KEYS[i]) or '') ~= ARGV[1 + i] then return i end
-end
-for i = 1, n do redis.call('SET', KEYS[i], ARGV[1 + n + i]) end
-local at = 2 + 2 * n
-local created = tonumber(ARGV[at])
-if created > 0 then redis.call('HINCRBY', KEYS[n + 2], 'tracked', created) end
-local pairs_end = at + 1 + 2 * tonumber(ARGV[at + 1])
-for i = at + 2, pairs_end, 1000 do
-  redis.call('HSET', KEYS[n + 1], unpack(ARGV, i, math.min(i + 999, pairs_end)))
-end
-for i = pairs_end + 1, #ARGV, 1000 do
-  redis.call('HDEL', KEYS[n + 1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-return 0
-"""
+# One commit, atomically and in one round trip (the script's KEYS and ARGV are described in
+# it). Read once, at import: the script ships as package data.
+_COMMIT_SCRIPT: Final = (
+    files(__package__ or "publisher").joinpath("state_commit.lua").read_text(encoding="utf-8")
+)
 # A commit whose buckets changed under it reads them again and retries; only a second writer
 # of the same (channel, resource), which the step lock rules out, can make that happen.
 _COMMIT_ATTEMPTS: Final = 5

@@ -6,8 +6,8 @@ import zlib
 
 import lz4.block
 
+from publisher.buckets import Bucket, encode_bucket
 from publisher.diff import Stored
-from publisher.state import Bucket, encode_bucket
 
 
 def _form(key: int, stock: int) -> bytes:

@@ -1,0 +1,96 @@
+"""Hold one broker connection: one channel, one kombu consumer on one queue."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from kombu.connection import Connection
+from kombu.entity import Queue
+from kombu.messaging import Consumer
+
+from publisher.broker import BROKER_ERRORS, declare_topology
+from publisher.errors import BrokerError
+
+
+def message_body(message: Any) -> bytes:
+    """Return a kombu message's body as bytes."""
+    body = message.body
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+class Link:
+    """One connection, one channel, one kombu consumer on one queue."""
+
+    def __init__(
+        self,
+        url: str,
+        queue: Queue,
+        on_message: Callable[[Any], None],
+        *,
+        prefetch: int,
+        connect_timeout: float,
+        extra: Sequence[Queue] = (),
+    ) -> None:
+        self._url = url
+        self._queue = queue
+        self._extra = extra
+        self._on_message = on_message
+        self._prefetch = prefetch
+        self._connect_timeout = connect_timeout
+        self._connection: Connection | None = None
+        self._consumer: Consumer | None = None
+
+    def open(self) -> None:
+        """Connect, declare the topology and start consuming (once)."""
+        if self._connection is not None:
+            return
+        connection = Connection(self._url, connect_timeout=self._connect_timeout)
+        try:
+            # One quick try: `run` does its own backoff between reconnections.
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+            channel = connection.channel()
+            declare_topology(channel)
+            for queue in (*self._extra, self._queue):
+                queue.bind(channel).declare()
+            consumer = Consumer(
+                channel, queues=[self._queue], on_message=self._on_message, auto_declare=False
+            )
+            consumer.qos(prefetch_count=self._prefetch)
+            consumer.consume()
+        except BaseException:
+            connection.release()
+            raise
+        self._connection, self._consumer = connection, consumer
+
+    def pump(self, timeout: float) -> bool:
+        """Handle what arrives within `timeout` seconds; False when nothing did."""
+        self.open()
+        assert self._connection is not None
+        try:
+            self._connection.drain_events(timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop consuming and close; unacknowledged messages go back to the queue."""
+        connection, consumer = self._connection, self._consumer
+        self._connection = self._consumer = None
+        if connection is None:
+            return
+        with contextlib.suppress(*BROKER_ERRORS):
+            if consumer is not None:
+                consumer.cancel()
+        with contextlib.suppress(*BROKER_ERRORS):
+            connection.release()
+
+
+@contextlib.contextmanager
+def as_broker_error() -> Iterator[None]:
+    """Translate kombu's and amqp's errors into `BrokerError`."""
+    try:
+        yield
+    except BROKER_ERRORS as exc:
+        raise BrokerError(f"consuming failed: {type(exc).__name__}: {exc}") from exc
