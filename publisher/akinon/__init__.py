@@ -1,0 +1,41 @@
+"""POLL edge: a synchronous client of Akinon's sales-channel API, over httpx.
+
+What this client takes care of, so nothing above it has to:
+
+- auth: ``Authorization: Token <key>``, the key either given or obtained by logging in. A
+  login's token is shared by every client of the process for the same (base URL, user), a
+  401 triggers one fresh login and one more try, and logins are capped (3 per 6 minutes)
+  so a wrong password cannot hammer the login endpoint;
+- both list shapes on every list endpoint (a plain array, or ``{count, next, previous,
+  results}``), paging with ``page``/``limit``, and fetching the next page while the caller
+  works on the current one;
+- the token only ever goes to the scheme, host and port of the base URL: a ``next`` link
+  elsewhere is refused before any request to it, and redirects are never followed;
+- timeouts always set; retries with capped, jittered back-off;
+- every httpx error is translated in one place (`errors.httpx_boundary`) into our own.
+
+How a failure surfaces (every exception is from `publisher.errors`):
+
+    connect error, timeout, cut-off body,    retried with back-off  -> AkinonUnavailable
+    429 (Retry-After honoured), any 5xx
+    invalid JSON, undecodable body           retried with back-off  -> AkinonBadResponse
+    JSON that is neither list shape          at once                -> AkinonBadResponse
+    401                                      one fresh login + try  -> AuthError
+                                             (at once with a fixed token)
+    any 3xx, other 4xx, a foreign `next`,    never retried          -> AkinonProtocolError
+    an unsupported URL scheme
+
+Every 5xx is retried, 500 included: Akinon's own framework does the same, a 500 from a
+Django back office is most often a passing database or worker problem, and the cost is
+bounded by `max_retries`.
+
+Modules: `client` (the client: requests, retries, auth flow, endpoints), `paging` (list
+shapes, `next` links, fetching ahead), `auth` (the process's token cache and login cap),
+`errors` (translation of httpx errors, statuses and bodies).
+"""
+
+from publisher.akinon.auth import DEFAULT_TOKEN_CACHE, TokenCache
+from publisher.akinon.client import AkinonClient
+from publisher.akinon.errors import Where
+
+__all__ = ["DEFAULT_TOKEN_CACHE", "AkinonClient", "TokenCache", "Where"]

@@ -1,0 +1,380 @@
+"""POLL edge: a synchronous client of Akinon's sales-channel API, over httpx."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from publisher.akinon.auth import (
+    DEFAULT_TOKEN_CACHE,
+    LOGIN_PATH,
+    REFUSED_LOGIN,
+    REFUSED_TOKEN,
+    TokenCache,
+)
+from publisher.akinon.errors import (
+    Cancelled,
+    Refused,
+    Retry,
+    Where,
+    check_status,
+    decode_body,
+    gave_up,
+    httpx_boundary,
+)
+from publisher.akinon.paging import (
+    MAX_RECORDS_PER_SCAN,
+    PAGE_CAP_MARGIN,
+    Host,
+    Page,
+    PageRequest,
+    origin,
+    prefetched,
+    read_page,
+    sequential,
+)
+from publisher.backoff import compute_backoff
+from publisher.config import Settings
+from publisher.errors import (
+    AkinonBadResponse,
+    AuthError,
+)
+from publisher.pages import RecordPage, decode_page
+from publisher.records import Endpoint, Resource
+
+log = logging.getLogger("publisher.akinon")
+
+MAX_CONNECT_TIMEOUT: Final = 10.0
+
+
+class AkinonClient:
+    """Talk to one Akinon installation: list pages, single records, acknowledgements.
+
+    One keep-alive `httpx.Client` serves every request; close the client when done (or use
+    it as a context manager). Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        page_size: int = 500,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff_cap: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        token_cache: TokenCache | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        max_pages: int | None = None,
+    ) -> None:
+        if token is None and not (username and password):
+            raise AuthError("give a token, or a username and a password")
+        self.base_url = base_url.rstrip("/")
+        with httpx_boundary(Where(None, "base_url")):
+            root = httpx.URL(self.base_url)
+        self._origin = origin(root)
+        self._display = str(root.copy_with(userinfo=b""))
+        self._fixed_token = token
+        self._username = username
+        self._password = password
+        self._page_size = page_size
+        self._max_pages = max_pages or -(-MAX_RECORDS_PER_SCAN // page_size) + PAGE_CAP_MARGIN
+        self._max_retries = max_retries
+        self._backoff_cap = backoff_cap
+        self._tokens = token_cache if token_cache is not None else DEFAULT_TOKEN_CACHE
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_TIMEOUT)),
+            # A redirect would carry the token wherever it points: never follow one.
+            follow_redirects=False,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "akinon-publisher"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> AkinonClient:
+        """Build a client from the settings; keyword arguments override or add options."""
+        token = settings.akinon_token.get_secret_value() if settings.akinon_token else None
+        password = settings.akinon_password.get_secret_value() if settings.akinon_password else None
+        options: dict[str, Any] = {
+            "token": token,
+            "username": settings.akinon_username,
+            "password": password,
+            "page_size": settings.akinon_page_size,
+            "timeout": settings.akinon_timeout_seconds,
+            "max_retries": settings.akinon_max_retries,
+            "backoff_cap": settings.akinon_backoff_cap_seconds,
+        }
+        options.update(overrides)
+        return cls(settings.akinon_url, **options)
+
+    def __repr__(self) -> str:
+        auth = "token" if self._fixed_token is not None else f"login:{self._username}"
+        return f"AkinonClient({self._display!r}, auth={auth!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> AkinonClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------- endpoints
+
+    def iter_pages(
+        self,
+        channel_id: int,
+        resource: Resource,
+        endpoint: Endpoint,
+        params: Mapping[str, str] | None = None,
+        *,
+        prefetch: bool = True,
+    ) -> Iterator[RecordPage]:
+        """Yield the records of each page, first page first, lazily.
+
+        `params` are extra query parameters (filters); ``page`` and ``limit`` are ours. Every
+        element of a page is passed through as decoded, a non-object too: validating records
+        one by one is the caller's job, so one bad record cannot sink its page.
+
+        With `prefetch`, a helper thread fetches page N+1 while the caller works on page N,
+        whenever the next page is known. Stopping early (``close()``, ``break``, an
+        exception) ends the helper; an error fetching page N+1 is raised when the caller asks
+        for page N+1, never sooner.
+        """
+        name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
+        query = {**(params or {}), "page": "1", "limit": str(self._page_size)}
+        path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
+        first = PageRequest(httpx.URL(self.base_url + path, params=query), 1, self._page_size)
+
+        decode = partial(decode_page, resource)
+
+        def fetch(request: PageRequest, stop: threading.Event | None) -> Page:
+            return self._fetch_page(Where(channel_id, name, request.page), request, stop, decode)
+
+        scan = Where(channel_id, name)
+        if prefetch:
+            return prefetched(fetch, first, self._max_pages, scan)
+        return sequential(fetch, first, self._max_pages, scan)
+
+    def get_price(
+        self, channel_id: int, price_id: int, *, detailed: bool = False
+    ) -> dict[str, Any]:
+        """Return one extra product price by id."""
+        suffix = "detailed/" if detailed else ""
+        url = f"/api/v1/channel/{channel_id}/extra_product_prices/{price_id}/{suffix}"
+        where = Where(channel_id, f"extra_product_prices/{price_id}/{suffix}".rstrip("/"))
+        return _expect_object(self._call("GET", url, where), where)
+
+    def channel(self, channel_id: int) -> dict[str, Any]:
+        """Return the sales channel (``GET /api/v1/channels/{id}/``)."""
+        where = Where(channel_id, "channels")
+        return _expect_object(self._call("GET", f"/api/v1/channels/{channel_id}/", where), where)
+
+    def acknowledge(
+        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
+    ) -> None:
+        """Acknowledge records through a batch request: open it, commit it, mark it done.
+
+        `objects` are (record key, version_date) pairs, the version being the record's
+        ``modified_date`` as it was *read*: a change that lands after our read stays in the
+        ``updates`` queue instead of being acknowledged unseen. No objects, no request.
+        """
+        if not objects:
+            return
+        base = f"/api/v1/channel/{channel_id}/batch_requests/"
+        opened = Where(channel_id, "batch_requests")
+        batch = _expect_object(self._call("POST", base, opened, {"channel": channel_id}), opened)
+        pk = _batch_pk(batch, opened)
+        content_type = resource.content_type
+        items = [
+            {"pk": key, "version_date": version, "content_type": content_type}
+            for key, version in objects
+        ]
+        where = Where(channel_id, f"batch_requests/{pk}")
+        commit = {"status": "commit", "content_type": content_type, "objects": items}
+        self._call("PATCH", f"{base}{pk}/", where, commit)
+        self._call("PATCH", f"{base}{pk}/", where, {"status": "done", "objects": items})
+
+    # ---------------------------------------------------------------------------- paging
+
+    def _fetch_page(
+        self,
+        where: Where,
+        request: PageRequest,
+        stop: threading.Event | None,
+        decode: Callable[[bytes], Any],
+    ) -> Page:
+        body = self._call("GET", request.url, where, stop=stop, decode=decode)
+        return read_page(body, request, where, Host(self._origin, self._display))
+
+    # ---------------------------------------------------------------------------- requests
+
+    def _call(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        where: Where,
+        payload: Any = None,
+        *,
+        stop: threading.Event | None = None,
+        decode: Callable[[bytes], Any] = orjson.loads,
+    ) -> Any:
+        """Send one authenticated request with retries; on a 401 log in afresh once.
+
+        `decode` turns the body into its value (a page decoder for pages).
+        """
+        content = None if payload is None else orjson.dumps(payload)
+        token = self._token(where)
+        try:
+            return self._retrying(
+                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
+            )
+        except Refused:
+            if self._fixed_token is not None:
+                raise AuthError(
+                    f"Akinon refused the configured token (HTTP 401) at {where}; check AKINON_TOKEN"
+                ) from None
+            self._tokens.discard(self._cache_key, token)
+        token = self._token(where)
+        try:
+            return self._retrying(
+                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
+            )
+        except Refused:
+            raise AuthError(
+                f"Akinon refused a fresh token of user {self._username!r} (HTTP 401) at {where}; "
+                "check the user's permissions"
+            ) from None
+
+    def _retrying(
+        self, where: Where, stop: threading.Event | None, attempt_once: Callable[[], Any]
+    ) -> Any:
+        """Run attempts until one succeeds; after `max_retries` retries raise what failed."""
+        attempt = 0
+        while True:
+            if stop is not None and stop.is_set():
+                raise Cancelled()
+            try:
+                return attempt_once()
+            except Retry as retry:
+                if attempt >= self._max_retries:
+                    raise gave_up(retry, attempt + 1, where) from retry.__cause__
+                delay = retry.delay
+                if delay is None:
+                    delay = compute_backoff(attempt, cap=self._backoff_cap, rng=self._rng)
+                log.warning(
+                    "akinon.retry %s attempt=%d max_retries=%d wait_s=%.2f cause=%r",
+                    where,
+                    attempt + 1,
+                    self._max_retries,
+                    delay,
+                    str(retry),
+                )
+                self._pause(delay, stop)
+                attempt += 1
+
+    def _pause(self, delay: float, stop: threading.Event | None) -> None:
+        if stop is not None and self._sleep is time.sleep:
+            # On the real clock, a prefetch thread waits on its stop flag instead, so a
+            # caller that stops iterating is not held up by a retry pause (an injected
+            # sleep, as in tests, is used as given).
+            stop.wait(delay)
+        else:
+            self._sleep(delay)
+        if stop is not None and stop.is_set():
+            raise Cancelled()
+
+    def _once(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        where: Where,
+        content: bytes | None,
+        token: str | None,
+        refused: frozenset[int] = REFUSED_TOKEN,
+        *,
+        decode: Callable[[bytes], Any] = orjson.loads,
+    ) -> Any:
+        """Make one attempt: send, check the status, decode the JSON body."""
+        headers = {} if token is None else {"Authorization": f"Token {token}"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        with httpx_boundary(where):
+            response = self._http.request(method, url, headers=headers, content=content)
+        check_status(response, where, refused, self._backoff_cap)
+        return decode_body(response, decode)
+
+    # ---------------------------------------------------------------------------- auth
+
+    @property
+    def _cache_key(self) -> tuple[str, str]:
+        return (self.base_url, self._username or "")
+
+    def _token(self, where: Where) -> str:
+        if self._fixed_token is not None:
+            return self._fixed_token
+        key = self._cache_key
+        token = self._tokens.get(key)
+        if token is not None:
+            return token
+        with self._tokens.login_lock(key):
+            token = self._tokens.get(key)  # another thread may have logged in meanwhile
+            if token is None:
+                token = self._login(replace(where, endpoint="auth/login", page=None))
+                self._tokens.put(key, token)
+            return token
+
+    def _login(self, where: Where) -> str:
+        if not self._tokens.allow_login(self._cache_key):
+            minutes = self._tokens.window / 60
+            raise AuthError(
+                f"login cap reached for user {self._username!r} at {self._display} "
+                f"({self._tokens.max_logins} logins per {minutes:g} minutes); "
+                "check AKINON_USERNAME/AKINON_PASSWORD"
+            )
+        credentials = orjson.dumps({"username": self._username, "password": self._password})
+        once = partial(self._once, "POST", LOGIN_PATH, where, credentials, None, REFUSED_LOGIN)
+        try:
+            body = self._retrying(where, None, once)
+        except Refused as refused:
+            raise AuthError(
+                f"Akinon refused the login of user {self._username!r} (HTTP {refused.status}); "
+                "check AKINON_USERNAME/AKINON_PASSWORD"
+            ) from None
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            raise AkinonBadResponse(f"the login answer has no token (`key`) at {where}")
+        return key
+
+
+def _expect_object(body: Any, where: Where) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise AkinonBadResponse(f"expected a JSON object, got {type(body).__name__} at {where}")
+    return body
+
+
+def _batch_pk(batch: dict[str, Any], where: Where) -> int | str:
+    pk = batch.get("pk")
+    if isinstance(pk, int) and not isinstance(pk, bool):
+        return pk
+    if isinstance(pk, str) and pk and pk.replace("-", "").isalnum():
+        return pk
+    raise AkinonBadResponse(f"the new batch request has no usable `pk` at {where}")

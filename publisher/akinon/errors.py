@@ -1,0 +1,128 @@
+"""Translate what goes wrong talking to Akinon: httpx's errors, statuses, bodies (one place).
+
+Everything raised here is either one of `publisher.errors` or an internal signal the client's
+retry loop acts on (`Retry`: another attempt may work; `Refused`: the credentials were
+refused; `Cancelled`: the caller stopped iterating). Nothing above this package catches an
+httpx exception: `httpx_boundary` is the only place that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from publisher.backoff import parse_retry_after
+from publisher.errors import (
+    AkinonBadResponse,
+    AkinonProtocolError,
+    AkinonUnavailable,
+    RetryableError,
+)
+
+# RFC 9110 lets a 503 carry Retry-After as well as a 429.
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+SNIPPET_BYTES: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Name a request in errors and logs: channel, endpoint and page, as key=value."""
+
+    channel_id: int | None
+    endpoint: str
+    page: int | None = None
+
+    def __str__(self) -> str:
+        parts = [] if self.channel_id is None else [f"channel={self.channel_id}"]
+        parts.append(f"endpoint={self.endpoint}")
+        if self.page is not None:
+            parts.append(f"page={self.page}")
+        return " ".join(parts)
+
+
+class Retry(Exception):
+    """Internal: this attempt failed in a way another attempt may not."""
+
+    def __init__(self, cause: str, *, delay: float | None = None, bad_body: bool = False):
+        super().__init__(cause)
+        self.delay = delay  # the server's Retry-After, when it gave one
+        self.bad_body = bad_body
+
+
+class Refused(Exception):
+    """Internal: Akinon refused our credentials."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class Cancelled(Exception):
+    """Internal: the caller stopped iterating; the prefetch thread gives up its fetch."""
+
+
+@contextmanager
+def httpx_boundary(where: Where) -> Iterator[None]:
+    """Translate httpx's exceptions: the only place in the package that catches them."""
+    try:
+        yield
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise translate(exc, where) from exc
+
+
+def translate(exc: Exception, where: Where) -> Exception:
+    """Map one httpx exception to a retry signal (may pass) or a protocol error (will not)."""
+    cause = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.ProxyError):
+        return Retry(cause)
+    if isinstance(exc, httpx.RemoteProtocolError):  # connection closed, body cut short
+        return Retry(cause)
+    if isinstance(exc, httpx.DecodingError):  # a body its Content-Encoding cannot undo
+        return Retry(cause, bad_body=True)
+    # An unsupported scheme, a malformed URL, a misuse of the protocol: retrying won't help.
+    return AkinonProtocolError(f"{cause} at {where}")
+
+
+def check_status(
+    response: httpx.Response, where: Where, refused: frozenset[int], cap: float
+) -> None:
+    """Raise the signal or error a non-2xx status calls for."""
+    status = response.status_code
+    if status < 300:
+        return
+    if status in refused:
+        raise Refused(status)
+    if status == 429 or status >= 500:
+        retry_after = response.headers.get("Retry-After")
+        delay = parse_retry_after(retry_after, cap=cap) if status in RETRY_AFTER_STATUSES else None
+        raise Retry(f"HTTP {status}", delay=delay)
+    if status < 400:
+        target = response.headers.get("Location", "?")
+        raise AkinonProtocolError(
+            f"HTTP {status}: refusing to follow a redirect to {target} at {where}"
+        )
+    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}")
+
+
+def decode_body(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
+    if response.status_code == 204:
+        return None
+    try:
+        return decode(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise Retry(f"invalid JSON ({exc})", bad_body=True) from None
+
+
+def gave_up(retry: Retry, attempts: int, where: Where) -> RetryableError:
+    kind = AkinonBadResponse if retry.bad_body else AkinonUnavailable
+    return kind(f"gave up after {attempts} attempts at {where}; last cause: {retry}")
+
+
+def snippet(response: httpx.Response) -> str:
+    text = response.content[:SNIPPET_BYTES].decode("utf-8", errors="replace")
+    return " ".join(text.split()) or "(empty body)"
