@@ -33,13 +33,13 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 import lz4.block
-import redis
 from redis.typing import EncodableT, FieldT
 
 from publisher import topology
 from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
+from publisher.redis_client import REDIS_ERRORS, RedisClient, connect, translate
 
 # A bucket string is this mark, then an LZ4 block (with its size). LZ4 compresses and
 # decompresses a bucket about four times faster than zlib's fastest level, which matters
@@ -169,8 +169,8 @@ def _text(value: bytes | str) -> str:
 def _translated(action: str) -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
-        raise StateStoreError(f"redis {action} failed: {type(exc).__name__}: {exc}") from exc
+    except REDIS_ERRORS as exc:
+        raise translate(exc, f"redis {action}") from exc
 
 
 # One commit, atomically and in one round trip: write the merged buckets only if each still
@@ -219,7 +219,7 @@ class RedisStateStore:
     buckets of the last `_SPLIT_LOADS` loads split).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
         self._recent: OrderedDict[str, bytes | None] = OrderedDict()
@@ -228,12 +228,11 @@ class RedisStateStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStateStore:
-        """Connect lazily to the Redis at `url` with timeouts set."""
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client)
+        """Connect to the Redis at `url` (any REDIS_URL form) with timeouts set."""
+        return cls(connect(url))
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         """Return the Redis client (the step locks share it)."""
         return self._redis
 
