@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from publisher.errors import ConfigError
 from publisher.records import Endpoint
+from publisher.redis_client import parse as parse_redis_url
 
 
 def _split_ints(value: Any) -> Any:
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://omnitron.example.com")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)  # its ValueError says what is wrong, without the URL
+        return value
 
     @field_validator("akinon_channels")
     @classmethod

@@ -17,11 +17,9 @@ from contextlib import contextmanager
 from importlib.resources import files
 from typing import Final
 
-import redis
-
 from publisher import topology
-from publisher.errors import StateStoreError
 from publisher.records import Resource
+from publisher.redis_client import REDIS_ERRORS, RedisClient, translate
 
 DEFAULT_TTL: Final = 60.0
 
@@ -46,7 +44,7 @@ class StepLock:
     """A renewed Redis lock for one (channel, resource)."""
 
     def __init__(
-        self, client: redis.Redis, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
+        self, client: RedisClient, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
     ) -> None:
         self._redis = client
         self.key = topology.lock(channel_id, resource)
@@ -60,8 +58,8 @@ class StepLock:
         """Take the lock if free; start renewing it. Return False if someone holds it."""
         try:
             taken = bool(self._redis.set(self.key, self.token, nx=True, px=self._ttl_ms))
-        except redis.RedisError as exc:
-            raise StateStoreError(f"redis lock failed: {exc}") from exc
+        except REDIS_ERRORS as exc:
+            raise translate(exc, "redis lock") from exc
         if taken:
             self._renewer = threading.Thread(target=self._renew, daemon=True, name=self.key)
             self._renewer.start()
@@ -72,7 +70,7 @@ class StepLock:
         while not self._stop.wait(interval):
             try:
                 extended = self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms)
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 continue  # try again next round; the TTL still covers two more rounds
             if not extended:
                 self.lost = True
@@ -84,13 +82,16 @@ class StepLock:
         if self._renewer is not None:
             self._renewer.join()
         # If Redis is unreachable now, the TTL frees the lock soon; nothing else to do.
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             self._redis.eval(_RELEASE, 1, self.key, self.token)
 
 
-def holder(client: redis.Redis, channel_id: int, resource: Resource) -> str | None:
+def holder(client: RedisClient, channel_id: int, resource: Resource) -> str | None:
     """Return who holds the lock of a (channel, resource), if anyone."""
-    value = client.get(topology.lock(channel_id, resource))
+    try:
+        value = client.get(topology.lock(channel_id, resource))
+    except REDIS_ERRORS as exc:
+        raise translate(exc, "redis lock") from exc
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -98,7 +99,7 @@ def holder(client: redis.Redis, channel_id: int, resource: Resource) -> str | No
 
 @contextmanager
 def single_flight(
-    client: redis.Redis, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
+    client: RedisClient, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
 ) -> Iterator[bool]:
     """Yield True while holding the lock, or False at once if another step holds it."""
     lock = StepLock(client, channel_id, resource, ttl)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from publisher.config import Settings
+from publisher.redis_client import url_secrets
 
 MASK: Final = "***"
 
@@ -27,7 +28,8 @@ def secrets_of(settings: Settings) -> list[str]:
         found.append(settings.akinon_token.get_secret_value())
     if settings.akinon_password is not None:
         found.append(settings.akinon_password.get_secret_value())
-    for url in (settings.redis_url, settings.amqp_url, settings.akinon_url):
+    found.extend(url_secrets(settings.redis_url))
+    for url in (settings.amqp_url, settings.akinon_url):
         password = urlsplit(url).password
         if password:
             found.append(password)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
-import redis
 
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
@@ -28,6 +27,7 @@ from publisher.pipeline import (
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
+from publisher.redis_client import RedisClient
 from publisher.state import RedisStateStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Edges:
     source: ChangeSource
     state: StateStore
     publisher: EventPublisher
-    redis: redis.Redis | None = None
+    redis: RedisClient | None = None
 
     def close(self) -> None:
         """Close every edge that holds a connection."""

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from importlib.resources import files
 from typing import Any, Final
 
-import redis
 from redis.typing import EncodableT, FieldT
 
 from publisher import topology
@@ -32,6 +31,7 @@ from publisher.buckets import Bucket
 from publisher.diff import Change, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
+from publisher.redis_client import REDIS_ERRORS, RedisClient, connect, translate
 
 
 class _BucketVersions(Mapping[int, Stored]):
@@ -64,8 +64,8 @@ def _text(value: bytes | str) -> str:
 def _translated(action: str) -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
-        raise StateStoreError(f"redis {action} failed: {type(exc).__name__}: {exc}") from exc
+    except REDIS_ERRORS as exc:
+        raise translate(exc, f"redis {action}") from exc
 
 
 # One commit, atomically and in one round trip (the script's KEYS and ARGV are described in
@@ -95,7 +95,7 @@ class RedisStateStore:
     buckets of the last `_SPLIT_LOADS` loads split).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
         self._recent: OrderedDict[str, bytes | None] = OrderedDict()
@@ -104,12 +104,11 @@ class RedisStateStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStateStore:
-        """Connect lazily to the Redis at `url` with timeouts set."""
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client)
+        """Connect to the Redis at `url` (any REDIS_URL form) with timeouts set."""
+        return cls(connect(url))
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         """Return the Redis client (the step locks share it)."""
         return self._redis
 

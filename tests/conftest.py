@@ -15,6 +15,9 @@ import redis
 if TYPE_CHECKING:
     from publisher.sandbox import SandboxServer
 
+# A Redis Cluster and a Sentinel setup, started on demand: see tests/redis_servers.py.
+pytest_plugins = ["tests.redis_servers"]
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 

@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from importlib.resources import files
 from typing import Final, Protocol
 
-import redis
-
 from publisher import topology
 from publisher.consumer.rules import Applied, RecordRef
-from publisher.errors import StateStoreError
+from publisher.redis_client import REDIS_ERRORS, RedisClient, connect, translate
 
 # Read once, at import: the script ships as package data.
 _REMEMBER: Final = (
@@ -70,7 +68,7 @@ class RedisStore:
     """
 
     def __init__(
-        self, client: redis.Redis, queue: str, *, prefix: str = topology.CONSUMER_PREFIX
+        self, client: RedisClient, queue: str, *, prefix: str = topology.CONSUMER_PREFIX
     ) -> None:
         self.client = client
         self.namespace = topology.consumer_namespace(queue, prefix)
@@ -81,7 +79,7 @@ class RedisStore:
         cls, url: str, queue: str, *, prefix: str = topology.CONSUMER_PREFIX
     ) -> RedisStore:
         """Connect to the Redis at `url`."""
-        return cls(redis.Redis.from_url(url), queue, prefix=prefix)
+        return cls(connect(url), queue, prefix=prefix)
 
     def where(self, ref: RecordRef) -> tuple[str, str]:
         """Return (hash key, field) of a record."""
@@ -119,5 +117,5 @@ class RedisStore:
 def _translated() -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
-        raise StateStoreError(f"consumer store failed: {type(exc).__name__}: {exc}") from exc
+    except REDIS_ERRORS as exc:
+        raise translate(exc, "consumer store") from exc

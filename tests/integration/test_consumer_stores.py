@@ -9,19 +9,23 @@ import pytest
 import redis
 
 from publisher.consumer import Applied, MemoryStore, RecordRef, RedisStore, SequenceStore
+from publisher.redis_client import connect
 
 pytestmark = pytest.mark.integration
 
 REF = RecordRef(7, "stock.changed", 1234)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[SequenceStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    redis_url = request.getfixturevalue("redis_url")
-    made = RedisStore.from_url(redis_url, f"test.store.{uuid.uuid4().hex[:8]}")
+    queue = f"test.store.{uuid.uuid4().hex[:8]}"
+    if request.param == "cluster":  # every key of a queue hashes to one slot: {<queue>}
+        made = RedisStore(connect(request.getfixturevalue("redis_cluster_url")), queue)
+    else:
+        made = RedisStore.from_url(request.getfixturevalue("redis_url"), queue)
     yield made
     made.forget_all()
     made.close()

@@ -22,6 +22,7 @@ from publisher.state import RedisStateStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
 from tests.proxy import TcpProxy
+from tests.redis_servers import BACKENDS
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ EdgesFactory = Callable[..., Edges]
 
 
 @pytest.fixture
-def make_edges(redis_url: str, amqp_url: str) -> Iterator[EdgesFactory]:
+def make_edges(redis_backend: str, amqp_url: str) -> Iterator[EdgesFactory]:
     built: list[Edges] = []
 
     def make(
@@ -42,7 +43,7 @@ def make_edges(redis_url: str, amqp_url: str) -> Iterator[EdgesFactory]:
         client = AkinonClient(
             server.url, token=token, page_size=page_size, backoff_cap=0.2, max_retries=3
         )
-        state = RedisStateStore.from_url(redis_url)
+        state = RedisStateStore.from_url(redis_backend)
         edges = Edges(
             client, state, KombuPublisher(amqp or amqp_url, confirm_timeout=5), redis=state.client
         )
@@ -64,6 +65,7 @@ def sync_both(edges: Edges, server: SandboxServer, channel_id: int) -> int:
     return sum(step(edges, server, channel_id, r).published for r in Resource)
 
 
+@pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)
 def test_first_step_publishes_every_record_then_only_real_changes(
     sandbox: SandboxServer, make_edges: EdgesFactory, amqp_url: str, channel_id: int
 ) -> None:

@@ -1,4 +1,4 @@
-"""One contract, two stores: the in-memory twin must behave like Redis."""
+"""One contract, every store: the in-memory twin, and Redis (one server, Cluster, Sentinel)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from publisher.ports import StateStore
 from publisher.records import Resource
 from publisher.state import MemoryStateStore, RedisStateStore
 from tests.factories import as_page, stock
+from tests.redis_servers import BACKENDS, backend_url
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *BACKENDS])
 def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
     if request.param == "memory":
         yield MemoryStateStore()
         return
-    url: str = request.getfixturevalue("redis_url")
-    real = RedisStateStore.from_url(url)
+    real = RedisStateStore.from_url(backend_url(request, request.param))
     yield real
     real.close()
 
@@ -155,10 +155,11 @@ def test_back_to_back_commits_into_one_bucket_keep_every_entry(
     assert sorted(store.load(channel_id, Resource.STOCK, list(range(1, 100)))) == list(range(1, 71))
 
 
+@pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)
 def test_commits_interleaved_with_another_writer_keep_every_entry(
-    redis_url: str, channel_id: int
+    redis_backend: str, channel_id: int
 ) -> None:
-    ours, theirs = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    ours, theirs = RedisStateStore.from_url(redis_backend), RedisStateStore.from_url(redis_backend)
     for number, store_ in enumerate([ours, theirs, ours, theirs, ours]):
         page = diff_page(as_page(Resource.STOCK, [stock(10 * number + k) for k in range(1, 6)]), {})
         store_.commit(channel_id, Resource.STOCK, page.changes, [])
@@ -187,10 +188,11 @@ def test_redis_commits_a_loaded_page_in_one_round_trip(redis_url: str, channel_i
     client.close()
 
 
+@pytest.mark.parametrize("redis_backend", BACKENDS, indirect=True)
 def test_a_commit_over_buckets_another_writer_changed_merges_instead_of_overwriting(
-    redis_url: str, channel_id: int
+    redis_backend: str, channel_id: int
 ) -> None:
-    ours, theirs = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    ours, theirs = RedisStateStore.from_url(redis_backend), RedisStateStore.from_url(redis_backend)
     ours.commit(
         channel_id, Resource.STOCK, diff_page(as_page(Resource.STOCK, [stock(1)]), {}).changes, []
     )
