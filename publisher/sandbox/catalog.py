@@ -180,13 +180,13 @@ class Catalog:
             entry = records.get(pk)
             now = self._clock.tick()
             if entry is None:
-                record = fields.defaults(kind, pk, channel.list_id(kind))
+                record = fields.MAKERS[kind].default(pk, channel.list_id(kind))
                 record.update(clean)
-                fields.derive(kind, record, set(clean))
+                fields.MAKERS[kind].derive(record, set(clean))
                 entry = records.add(pk, record, now, now)
             else:
                 entry.record.update(clean)
-                fields.derive(kind, entry.record, set(clean))
+                fields.MAKERS[kind].derive(entry.record, set(clean))
                 entry.clear_overrides(set(clean))
                 entry.stamp(now)
                 records.changed(pk)
@@ -382,10 +382,4 @@ def _served_copy(entry: Entry) -> dict[str, Any]:
 
 
 def _change_amount(entry: Entry, resource: Resource, rng: random.Random) -> None:
-    record = entry.record
-    if resource is Resource.STOCK:
-        fields.restock(record, fields.churned_stock(rng, record))
-        entry.clear_overrides({"stock", "adjusted_stock"})
-    else:
-        fields.reprice(record, fields.churned_price_cents(rng, record))
-        entry.clear_overrides({"price", "adjusted_price", "discount_percentage"})
+    entry.clear_overrides(fields.MAKERS[resource].churn(rng, entry.record))

@@ -30,15 +30,14 @@ class Channel:
 
     pk: int
     name: str
-    stock_list: int
-    price_list: int
+    lists: dict[Resource, int]
     sets: dict[Resource, RecordSet] = field(
         default_factory=lambda: {resource: RecordSet(resource) for resource in Resource}
     )
 
     def list_id(self, resource: Resource) -> int:
         """Return the id of this channel's stock list or price list."""
-        return self.stock_list if resource is Resource.STOCK else self.price_list
+        return self.lists[resource]
 
     def to_json(self) -> dict[str, Any]:
         """Return the channel as `GET /api/v1/channels/{id}/` shows it."""
@@ -64,8 +63,8 @@ def seed_channel(channel_id: int, size: int, seed: int) -> Channel:
     channel = Channel(
         pk=channel_id,
         name=f"Sandbox channel {channel_id}",
-        stock_list=channel_id * 10 + 1,
-        price_list=channel_id * 10 + 2,
+        # One list per resource: the stock list <channel>1, the price list <channel>2, ...
+        lists={resource: channel_id * 10 + n for n, resource in enumerate(Resource, 1)},
     )
     # A string seed per channel keeps a channel's records the same whatever else is seeded.
     rng = random.Random(f"{seed}:{channel_id}")
@@ -75,7 +74,7 @@ def seed_channel(channel_id: int, size: int, seed: int) -> Channel:
 
 
 def _seed_records(channel: Channel, resource: Resource, size: int, rng: random.Random) -> None:
-    make = fields.seeded_stock if resource is Resource.STOCK else fields.seeded_price
+    make = fields.MAKERS[resource].seeded
     records = channel.sets[resource]
     list_id = channel.list_id(resource)
     # Distinct modified dates, in an order unrelated to the keys, like a real list's history.
@@ -96,8 +95,7 @@ def channel_state(channel: Channel) -> dict[str, Any]:
     return {
         "pk": channel.pk,
         "name": channel.name,
-        "stock_list": channel.stock_list,
-        "price_list": channel.price_list,
+        **{resource.spec.list_field: channel.lists[resource] for resource in Resource},
         "records": per_resource(len),
         "inserts": per_resource(lambda records: len(records.inserts)),
         "updates": per_resource(lambda records: len(records.updates)),

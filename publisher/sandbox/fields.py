@@ -1,54 +1,24 @@
-"""Describe the two record shapes: field order, field kinds, seeded values (pure).
+"""Make the sandbox's records: field order and kinds (from the models), business rules (pure).
 
 Records are plain dicts in Akinon's field order, so serialising one gives the bytes a client
-would see. Money, rates and percentages are decimal strings with two places, never floats.
+would see. The order and the kind of every settable field come from the content models of
+`publisher.records`; what differs between resources beyond that (how a record is seeded,
+what Akinon derives from what, how churn changes it) is one `Maker` per resource. Money,
+rates and percentages are decimal strings with two places, never floats.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import Enum
-from typing import Any, Final
+from types import UnionType
+from typing import Annotated, Any, Final, Union, get_args, get_origin
 
-from publisher.records import Resource
+from publisher.records import DATE_FIELDS, RESOURCES, Resource
 from publisher.sandbox.errors import InvalidError
-
-FIELD_ORDER: Final[dict[Resource, tuple[str, ...]]] = {
-    Resource.STOCK: (
-        "pk",
-        "product",
-        "unit_type",
-        "stock",
-        "sold_quantity_unreported",
-        "extra_field",
-        "stock_list",
-        "modified_collection",
-        "adjusted_stock",
-        "created_date",
-        "modified_date",
-    ),
-    Resource.PRICE: (
-        "id",
-        "product",
-        "price_list",
-        "retail_price",
-        "tax_rate",
-        "currency_type",
-        "price",
-        "price_type",
-        "discount_percentage",
-        "modifier_collection",
-        "adjusted_price",
-        "extra_field",
-        "created_date",
-        "modified_date",
-    ),
-}
-
-DATE_FIELDS: Final = frozenset({"created_date", "modified_date"})
-_CENT: Final = Decimal("0.01")
-_TAX_RATES: Final = ("1.00", "10.00", "18.00", "20.00")
 
 
 class Kind(Enum):
@@ -62,31 +32,41 @@ class Kind(Enum):
     MAPPING = "mapping"
 
 
-KINDS: Final[dict[Resource, dict[str, Kind]]] = {
-    Resource.STOCK: {
-        "product": Kind.INT,
-        "unit_type": Kind.TEXT,
-        "stock": Kind.INT,
-        "sold_quantity_unreported": Kind.INT,
-        "extra_field": Kind.MAPPING,
-        "stock_list": Kind.INT,
-        "modified_collection": Kind.OPTIONAL_INT,
-        "adjusted_stock": Kind.INT,
-    },
-    Resource.PRICE: {
-        "product": Kind.INT,
-        "price_list": Kind.INT,
-        "retail_price": Kind.OPTIONAL_MONEY,
-        "tax_rate": Kind.MONEY,
-        "currency_type": Kind.TEXT,
-        "price": Kind.MONEY,
-        "price_type": Kind.TEXT,
-        "discount_percentage": Kind.OPTIONAL_MONEY,
-        "modifier_collection": Kind.OPTIONAL_INT,
-        "adjusted_price": Kind.MONEY,
-        "extra_field": Kind.MAPPING,
-    },
+def _kind(annotation: Any) -> Kind:
+    """Return how the sandbox checks a value for a field of the content model's type."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    optional = get_origin(annotation) in (Union, UnionType) and len(args) == 1
+    base = args[0] if optional else annotation
+    if get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    if get_origin(base) is dict:
+        return Kind.MAPPING
+    kinds = {int: (Kind.INT, Kind.OPTIONAL_INT), Decimal: (Kind.MONEY, Kind.OPTIONAL_MONEY)}
+    if base in kinds:
+        return kinds[base][optional]
+    if base is str:
+        return Kind.TEXT
+    raise TypeError(f"the sandbox cannot set a field of type {annotation!r}")
+
+
+# Akinon's field order: the content fields, then the dates (from `publisher.records`).
+FIELD_ORDER: Final = {r: (*spec.content_fields, *DATE_FIELDS) for r, spec in RESOURCES.items()}
+DATE_NAMES: Final = frozenset(DATE_FIELDS)
+_TAX_RATES: Final = ("1.00", "10.00", "18.00", "20.00")
+_CENT: Final = Decimal("0.01")
+
+# Every content field but the key can be set, checked by the kind its model gives it.
+KINDS: Final = {
+    resource: {
+        name: _kind(spec.content.model_fields[name].annotation) for name in spec.content_fields[1:]
+    }
+    for resource, spec in RESOURCES.items()
 }
+
+
+def _ordered(resource: Resource, values: dict[str, Any]) -> dict[str, Any]:
+    """Return a record's content in the resource's field order (every field must be there)."""
+    return {name: values[name] for name in RESOURCES[resource].content_fields}
 
 
 def money(value: Any) -> str:
@@ -142,18 +122,11 @@ def coerce(resource: Resource, fields: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def defaults(resource: Resource, pk: int, list_id: int) -> dict[str, Any]:
-    """Return the values of a record created with only its key given."""
-    if resource is Resource.STOCK:
-        return stock_record(pk, product=pk, list_id=list_id, stock=0)
-    return price_record(pk, product=pk, list_id=list_id, retail_cents=None, price_cents=0)
-
-
 def stock_record(
     pk: int, *, product: int, list_id: int, stock: int, sold: int = 0, collection: int | None = None
 ) -> dict[str, Any]:
     """Build a stock record (without dates) in Akinon's field order."""
-    return {
+    values = {
         "pk": pk,
         "product": product,
         "unit_type": "qty",
@@ -164,6 +137,7 @@ def stock_record(
         "modified_collection": collection,
         "adjusted_stock": max(stock - sold, 0),
     }
+    return _ordered(Resource.STOCK, values)
 
 
 def price_record(
@@ -177,7 +151,7 @@ def price_record(
     collection: int | None = None,
 ) -> dict[str, Any]:
     """Build a price record (without dates) in Akinon's field order."""
-    record: dict[str, Any] = {
+    values: dict[str, Any] = {
         "id": pk,
         "product": product,
         "price_list": list_id,
@@ -191,6 +165,7 @@ def price_record(
         "adjusted_price": "0.00",
         "extra_field": {},
     }
+    record = _ordered(Resource.PRICE, values)
     if retail_cents is not None:
         record["retail_price"] = _cents(retail_cents)
     reprice(record, price_cents)
@@ -214,16 +189,12 @@ def reprice(record: dict[str, Any], price_cents: int) -> None:
     record["discount_percentage"] = str(share.quantize(_CENT, rounding=ROUND_HALF_UP))
 
 
-def derive(resource: Resource, record: dict[str, Any], given: set[str]) -> None:
-    """Recompute derived fields after a change, unless the caller set them itself.
+def _derive_stock(record: dict[str, Any], given: set[str]) -> None:
+    if given & {"stock", "sold_quantity_unreported"} and "adjusted_stock" not in given:
+        restock(record, int(record["stock"]))
 
-    Akinon derives `adjusted_stock` and `adjusted_price`/`discount_percentage` from the base
-    values; a sandbox record whose base moved but whose derived fields did not would mislead.
-    """
-    if resource is Resource.STOCK:
-        if given & {"stock", "sold_quantity_unreported"} and "adjusted_stock" not in given:
-            restock(record, int(record["stock"]))
-        return
+
+def _derive_price(record: dict[str, Any], given: set[str]) -> None:
     touched = given & {"price", "retail_price"}
     if touched and not given & {"adjusted_price", "discount_percentage"}:
         reprice(record, int(Decimal(record["price"]) * 100))
@@ -274,3 +245,48 @@ def churned_price_cents(rng: random.Random, record: dict[str, Any]) -> int:
     current = int(Decimal(record["price"]) * 100)
     changed = max(1, round(current * rng.uniform(0.8, 1.2)))
     return changed if changed != current else current + 1
+
+
+def _churn_stock(rng: random.Random, record: dict[str, Any]) -> set[str]:
+    restock(record, churned_stock(rng, record))
+    return {"stock", "adjusted_stock"}
+
+
+def _churn_price(rng: random.Random, record: dict[str, Any]) -> set[str]:
+    reprice(record, churned_price_cents(rng, record))
+    return {"price", "adjusted_price", "discount_percentage"}
+
+
+@dataclass(frozen=True)
+class Maker:
+    """How the sandbox makes and changes one resource's records: its business rules.
+
+    `default(pk, list_id)`: a record created with only its key; `seeded(rng, pk, product,
+    list_id)`: a plausible seeded record; `derive(record, given)`: recompute the fields
+    Akinon derives (say `adjusted_stock`) after `given` fields were set, unless the caller
+    set them too; `churn(rng, record)`: change the record's amount the way a merchant would,
+    returning the fields that moved.
+    """
+
+    default: Callable[[int, int], dict[str, Any]]
+    seeded: Callable[[random.Random, int, int, int], dict[str, Any]]
+    derive: Callable[[dict[str, Any], set[str]], None]
+    churn: Callable[[random.Random, dict[str, Any]], set[str]]
+
+
+MAKERS: Final[dict[Resource, Maker]] = {
+    Resource.STOCK: Maker(
+        default=lambda pk, list_id: stock_record(pk, product=pk, list_id=list_id, stock=0),
+        seeded=seeded_stock,
+        derive=_derive_stock,
+        churn=_churn_stock,
+    ),
+    Resource.PRICE: Maker(
+        default=lambda pk, list_id: price_record(
+            pk, product=pk, list_id=list_id, retail_cents=None, price_cents=0
+        ),
+        seeded=seeded_price,
+        derive=_derive_price,
+        churn=_churn_price,
+    ),
+}
