@@ -80,11 +80,6 @@ def source_uri(base_url: str, channel_id: int) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}/api/v1/channel/{channel_id}"
 
 
-def event_id(channel_id: int, resource: Resource, key: int, sequence: int, fp: str) -> str:
-    """Derive a change event's id; the same inputs always give the same id."""
-    return _uuid_text(f"{channel_id}|{resource.value}|{key}|{sequence}|{fp}")
-
-
 def _uuid_text(name: str) -> str:
     # The text of uuid.UUID(bytes=digest), written directly: this runs once per event.
     h = digest(name.encode())
@@ -107,7 +102,7 @@ def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
     before = None if change.before is None else content_of(resource, change.before)
     after = change.content or content_of(resource, change.after)
     fp = digest(change.after)
-    # event_id, with the step's shared prefix formatted once.
+    # (channel, resource, key, sequence, digest), the step's shared part formatted once.
     ident = _uuid_text(f"{ctx.id_prefix}{change.key}|{change.sequence}|{fp}")
     time = change.record.modified_date
     data = {

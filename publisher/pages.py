@@ -42,8 +42,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from types import UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin, overload
+from typing import Annotated, Any, Final, get_origin, overload
 
 import msgspec
 import orjson
@@ -51,7 +50,7 @@ from msgspec.structs import asdict, astuple
 
 from publisher.errors import AkinonBadResponse
 from publisher.fingerprint import encode_form, page_canonicals
-from publisher.records import DATE_FIELDS, RESOURCES, Resource, ResourceSpec
+from publisher.records import DATE_FIELDS, RESOURCES, Resource, ResourceSpec, unwrap
 
 # Akinon's integers are 64-bit. A bigger one is left to the plain way: orjson reads it as a
 # float, which validation rejects, where msgspec would read it exactly.
@@ -60,11 +59,7 @@ Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 def _row_type(annotation: Any) -> Any:
     """Return what the typed pass reads for a model field's type (a decimal as its text)."""
-    args = [arg for arg in get_args(annotation) if arg is not type(None)]
-    optional = get_origin(annotation) in (Union, UnionType) and len(args) == 1
-    base = args[0] if optional else annotation
-    if get_origin(base) is Annotated:
-        base = get_args(base)[0]
+    base, optional = unwrap(annotation)
     if get_origin(base) is dict:
         found: Any = dict[str, Any]
     else:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Final, get_args
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Final, Union, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
@@ -116,16 +117,24 @@ class StockContent(BaseModel):
     """The stock after the channel's stock rules, when one applies."""
 
 
-class StockRecord(StockContent):
-    """One extra product stock of a channel's stock list, as Akinon serves it."""
+class Versioned(BaseModel):
+    """What every record adds to its content: the dates of its version, and its key."""
+
+    model_config = _MODEL_CONFIG
+    resource: ClassVar[Resource]
 
     created_date: datetime | None = None
     modified_date: datetime
 
     @property
     def key(self) -> int:
-        """Return the record key (``pk``)."""
-        return self.pk
+        """Return the record key (``pk`` of a stock, ``id`` of a price)."""
+        key: int = getattr(self, self.resource.key_field)
+        return key
+
+
+class StockRecord(StockContent, Versioned):
+    """One extra product stock of a channel's stock list, as Akinon serves it."""
 
 
 class PriceContent(BaseModel):
@@ -160,16 +169,8 @@ class PriceContent(BaseModel):
     """Free-form attributes the merchant keeps on the record."""
 
 
-class PriceRecord(PriceContent):
+class PriceRecord(PriceContent, Versioned):
     """One extra product price of a channel's price list, as Akinon serves it."""
-
-    created_date: datetime | None = None
-    modified_date: datetime
-
-    @property
-    def key(self) -> int:
-        """Return the record key (``id``)."""
-        return self.id
 
 
 Record = StockRecord | PriceRecord
@@ -177,6 +178,16 @@ Record = StockRecord | PriceRecord
 
 def _is_decimal(annotation: Any) -> bool:
     return annotation is Decimal or any(_is_decimal(arg) for arg in get_args(annotation))
+
+
+def unwrap(annotation: Any) -> tuple[Any, bool]:
+    """Return a field type without `Annotated` and `| None`, and whether it may be null."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    optional = get_origin(annotation) in (Union, UnionType) and len(args) == 1
+    base = args[0] if optional else annotation
+    if get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    return base, optional
 
 
 @dataclass(frozen=True)

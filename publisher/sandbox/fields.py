@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import Enum
-from types import UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Any, Final, get_origin
 
-from publisher.records import DATE_FIELDS, RESOURCES, Resource
+from publisher.records import DATE_FIELDS, RESOURCES, Resource, unwrap
 from publisher.sandbox.errors import InvalidError
 
 
@@ -34,11 +33,7 @@ class Kind(Enum):
 
 def _kind(annotation: Any) -> Kind:
     """Return how the sandbox checks a value for a field of the content model's type."""
-    args = [arg for arg in get_args(annotation) if arg is not type(None)]
-    optional = get_origin(annotation) in (Union, UnionType) and len(args) == 1
-    base = args[0] if optional else annotation
-    if get_origin(base) is Annotated:
-        base = get_args(base)[0]
+    base, optional = unwrap(annotation)
     if get_origin(base) is dict:
         return Kind.MAPPING
     kinds = {int: (Kind.INT, Kind.OPTIONAL_INT), Decimal: (Kind.MONEY, Kind.OPTIONAL_MONEY)}
