@@ -1,24 +1,31 @@
 """Run sync steps as Celery tasks: `celery -A publisher worker|beat|flower`.
 
-Beat schedules one `akinon.sync` task per configured (channel, resource). Tasks are thin:
-they take the process's edges (built once per worker process, after the fork) and call
-`run_step`. Retryable errors retry with capped, jittered back-off; fatal ones fail at once.
-The settings are read when Celery first needs its configuration, not at import.
+Beat schedules one `akinon.sync` task per configured (channel, resource), the first at once
+when it starts. Tasks are thin: they take the process's edges (built once per worker
+process, after the fork) and call `run_step`. Retryable errors retry with capped, jittered
+back-off; fatal ones fail at once. The settings are read when Celery first needs its
+configuration, not at import; Flower takes its address, port and users from them too.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import sys
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
 
+import click
 from celery import Celery
+from celery.beat import PersistentScheduler
 from celery.signals import worker_init, worker_process_shutdown
 
 from publisher.config import Settings, load_settings
 from publisher.errors import ConfigError, RetryableError
 from publisher.logs import configure_logging
 from publisher.records import Resource
-from publisher.service import Edges, build_edges, run_step, step_spec, tune_gc
+from publisher.service import Edges, ProgressLog, build_edges, run_step, step_spec, tune_gc
 
 SYNC_TASK = "akinon.sync"
 
@@ -28,6 +35,12 @@ _settings: Settings | None = None
 _edges: Edges | None = None
 
 
+def _exit(message: str) -> NoReturn:
+    """Stop the process as the command line does on bad configuration: one line, status 2."""
+    sys.stderr.write(f"akinon-publisher: {message}\n")
+    raise SystemExit(2)
+
+
 def settings() -> Settings:
     """Return this process's settings; exit with a one-line message if they are invalid."""
     global _settings  # noqa: PLW0603 - one settings object per process, read once
@@ -35,8 +48,7 @@ def settings() -> Settings:
         try:
             _settings = load_settings()
         except ConfigError as exc:
-            sys.stderr.write(f"akinon-publisher: {exc}\n")
-            raise SystemExit(2) from None
+            _exit(str(exc))
     return _settings
 
 
@@ -65,6 +77,7 @@ def celery_config(config: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,
+        "result_expires": None,  # no results are kept, so beat needs no cleanup task
         "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,  # Flower sees every step
@@ -72,7 +85,42 @@ def celery_config(config: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": beat_schedule(config),
+        "beat_scheduler": f"{__name__}:{BeatScheduler.__name__}",
+        "beat_schedule_filename": config.beat_schedule_file,
     }
+
+
+class BeatScheduler(PersistentScheduler):  # type: ignore[misc]
+    """Keep beat's schedule in a private directory, and run every entry once at start.
+
+    The schedule file is a pickle: whoever can write it can make beat run code, so its
+    directory is created 0700 and refused if someone else owns it. Without the second part
+    a fresh beat would wait a whole interval before the first step.
+    """
+
+    def setup_schedule(self) -> None:
+        """Open the schedule in its private directory; make every entry due now."""
+        try:
+            private_directory(Path(self.schedule_filename).parent)
+        except ConfigError as exc:
+            _exit(str(exc))
+        super().setup_schedule()
+        for entry in self.schedule.values():
+            run_every = getattr(entry.schedule, "run_every", None)
+            if entry.task == SYNC_TASK and isinstance(run_every, timedelta):
+                entry.last_run_at = entry.default_now() - run_every
+
+
+def private_directory(path: Path) -> None:
+    """Create `path` for this user only (0700); raise `ConfigError` if others could write it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"BEAT_SCHEDULE_FILE: {path} belongs to another user; choose a directory of yours"
+        )
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
 
 
 @app.on_configure.connect
@@ -80,6 +128,41 @@ def _configure(sender: Celery, **_: Any) -> None:
     config = settings()
     configure_logging(config)
     sender.conf.update(celery_config(config))
+    context = click.get_current_context(silent=True)
+    if context is not None and context.info_name == "flower":
+        _configure_flower(config, context.params.get("tornado_argv", ()))
+
+
+def _configure_flower(config: Settings, argv: tuple[str, ...]) -> None:
+    """Give Flower our address, port and users, unless its own command line set them.
+
+    Flower reads its options from FLOWER_* variables and its command line before it asks
+    for Celery's configuration (here); the FLOWER_* variables are our settings' too, so
+    only what the command line gave is left alone.
+    """
+    from flower.options import default_options as options  # noqa: PLC0415 - Flower only
+
+    given = {arg.lstrip("-").partition("=")[0].replace("-", "_") for arg in argv}
+    if "address" not in given:
+        options.address = config.flower_address
+    if "port" not in given:
+        options.port = config.flower_port
+    if "basic_auth" not in given and config.flower_basic_auth is not None:
+        options.basic_auth = config.flower_basic_auth.get_secret_value().split(",")
+    if not (options.basic_auth or options.auth or _is_loopback(options.address)):
+        _exit(
+            f"FLOWER_BASIC_AUTH is required when Flower listens on {options.address or '*'} "
+            "(set it to user:password, or keep FLOWER_ADDRESS on 127.0.0.1)"
+        )
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # '' (every interface) or a host name
+        return False
 
 
 @worker_init.connect
@@ -115,4 +198,4 @@ def _close_edges(**_: Any) -> None:
 def sync(channel_id: int, resource: str) -> dict[str, Any]:
     """Run one sync step for (channel, resource); return its summary for Flower."""
     spec = step_spec(settings(), channel_id, Resource(resource))
-    return run_step(spec, edges()).as_dict()
+    return run_step(spec, edges(), ProgressLog()).as_dict()

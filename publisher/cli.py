@@ -1,4 +1,10 @@
-"""The `akinon-publisher` command line (also `python -m publisher`)."""
+"""The `akinon-publisher` command line (also `python -m publisher`).
+
+Each command imports what it needs when it runs: `--help` and a mistyped option answer at
+once instead of after loading httpx, redis, kombu, pydantic models and the sandbox.
+
+A bad setting or option stops any command with one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +12,47 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from publisher import contract
-from publisher.config import Settings, load_settings
-from publisher.demo import run_demo
-from publisher.errors import BrokerError, ConfigError, PublisherError
-from publisher.lock import holder
-from publisher.logs import configure_logging
-from publisher.pipeline import StepSummary
-from publisher.records import Resource
-from publisher.sandbox import Catalog, SandboxServer
-from publisher.service import build_edges, run_step, step_spec, tune_gc
-from publisher.state import RedisStateStore
-from publisher.tail import event_line
-from publisher.tail import tail as follow
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-RESOURCES = click.Choice([r.value for r in Resource] + ["all"])
+    from publisher.config import Settings
+    from publisher.pipeline import StepSummary
+    from publisher.records import Resource
+    from publisher.service import Edges
+
+# Resource values, written out so that `--help` need not import the record models (a test
+# keeps them equal to `Resource`).
+RESOURCE_NAMES = ("stock", "price")
+RESOURCES = click.Choice([*RESOURCE_NAMES, "all"])
+
+
+class ConfigProblem(click.ClickException):
+    """Stop on a bad setting or option: one line on stderr, exit status 2."""
+
+    exit_code = 2
 
 
 def _settings() -> Settings:
+    from publisher.config import load_settings
+    from publisher.errors import ConfigError
+
     try:
         return load_settings()
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
+
+
+def _channel_ids(text: str, option: str = "--channels") -> list[int]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise ConfigProblem(f"{option} must be comma-separated channel ids, got {text!r}")
+    return [int(part) for part in parts]
 
 
 def _emit(as_json: bool, payload: Any, text: str) -> None:
@@ -45,13 +62,21 @@ def _emit(as_json: bool, payload: Any, text: str) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="akinon-publisher")
 def main() -> None:
-    """Turn Akinon stock and price changes into typed events on RabbitMQ."""
+    """Turn Akinon stock and price changes into typed events on RabbitMQ.
+
+    Settings come from the environment, then `.env` in the working directory, then
+    defaults.
+    """
 
 
 # ----------------------------------------------------------------------------------- poll
 
 
-def _targets(settings: Settings, channels: tuple[int, ...], resource: str) -> Iterator[Any]:
+def _targets(
+    settings: Settings, channels: tuple[int, ...], resource: str
+) -> Iterator[tuple[int, Resource]]:
+    from publisher.records import Resource
+
     chosen = channels or tuple(settings.akinon_channels)
     resources = list(Resource) if resource == "all" else [Resource(resource)]
     for channel_id in chosen:
@@ -59,27 +84,69 @@ def _targets(settings: Settings, channels: tuple[int, ...], resource: str) -> It
             yield channel_id, item
 
 
-class _Progress:
-    """Show a live count on a terminal while a long step runs."""
+class _Progress(logging.Filter):
+    """Show a live count on a terminal while a long step runs.
+
+    As a filter on the log handler, it clears its line before any log line is written, so
+    the two never share a line.
+    """
 
     def __init__(self, enabled: bool) -> None:
+        super().__init__()
         self.enabled = enabled
+        self.shown = False
+        self.started = time.monotonic()
+
+    def restart(self) -> None:
+        """Start timing the next step."""
         self.started = time.monotonic()
 
     def __call__(self, summary: StepSummary) -> None:
+        """Rewrite the progress line with the counts so far."""
         if not self.enabled or summary.pages < 2:
             return
         rate = summary.seen / max(time.monotonic() - self.started, 1e-6)
         click.echo(
-            f"\r  ch={summary.channel_id} {summary.resource}: {summary.seen:,} records, "
+            f"\r\033[K  ch={summary.channel_id} {summary.resource}: {summary.seen:,} records, "
             f"{summary.published:,} events ({rate:,.0f} records/s)",
             err=True,
             nl=False,
         )
+        self.shown = True
 
-    def done(self) -> None:
-        if self.enabled:
+    def clear(self) -> None:
+        """Erase the progress line, if one is shown."""
+        if self.shown:
             click.echo("\r\033[K", err=True, nl=False)
+            self.shown = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Clear the progress line before a log record is written; keep the record."""
+        self.clear()
+        return True
+
+
+def _poll_one(
+    settings: Settings, channel_id: int, item: Resource, edges: Edges, progress: _Progress
+) -> tuple[dict[str, Any], str, bool]:
+    """Run one step; return what to print (JSON payload, line) and whether it failed."""
+    from publisher.errors import PublisherError
+    from publisher.service import run_step, step_spec
+
+    progress.restart()
+    try:
+        summary = run_step(step_spec(settings, channel_id, item), edges, progress)
+    except PublisherError as exc:
+        payload = {
+            "channel_id": channel_id,
+            "resource": item.value,
+            "error": type(exc).__name__,
+            "message": str(exc),
+        }
+        return payload, f"channel={channel_id} resource={item.value} failed: {exc}", True
+    finally:
+        progress.clear()
+    return summary.as_dict(), summary.line(), False
 
 
 @main.command()
@@ -87,34 +154,29 @@ class _Progress:
 @click.option("--resource", type=RESOURCES, default="all", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON summary per line.")
 def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
-    """Run one sync step now for every configured channel and resource."""
+    """Run one sync step now for every configured channel and resource.
+
+    Prints one line per step; exit status 1 if a step failed, 2 on bad configuration.
+    """
     settings = _settings()
-    configure_logging(settings)
+    from publisher.errors import ConfigError
+    from publisher.logs import configure_logging
+    from publisher.service import STEP_LOGGER, build_edges, tune_gc
+
+    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+    configure_logging(settings).addFilter(progress)
+    logging.getLogger(STEP_LOGGER).setLevel(logging.CRITICAL)  # this command prints its own
     tune_gc()
-    edges = build_edges(settings)
-    failed = 0
+    try:
+        edges = build_edges(settings)
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+    failed = False
     try:
         for channel_id, item in _targets(settings, channels, resource):
-            progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
-            try:
-                summary = run_step(step_spec(settings, channel_id, item), edges, progress)
-            except PublisherError as exc:
-                progress.done()
-                failed += 1
-                message = f"channel={channel_id} resource={item.value} failed: {exc}"
-                _emit(
-                    as_json,
-                    {
-                        "channel_id": channel_id,
-                        "resource": item.value,
-                        "error": type(exc).__name__,
-                        "message": str(exc),
-                    },
-                    message,
-                )
-                continue
-            progress.done()
-            _emit(as_json, summary.as_dict(), summary.line())
+            payload, line, step_failed = _poll_one(settings, channel_id, item, edges, progress)
+            _emit(as_json, payload, line)
+            failed = failed or step_failed
     finally:
         edges.close()
     if failed:
@@ -125,6 +187,10 @@ def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
 
 
 def _status_rows(settings: Settings) -> list[dict[str, Any]]:
+    from publisher.lock import holder
+    from publisher.records import Resource
+    from publisher.state import RedisStateStore
+
     store = RedisStateStore.from_url(settings.redis_url)
     rows = []
     try:
@@ -142,6 +208,8 @@ def _status_rows(settings: Settings) -> list[dict[str, Any]]:
 def _status_row(
     channel_id: int, resource: Resource, meta: dict[str, str], lock_holder: str | None
 ) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
     last = meta.get("last_success_at")
     lag = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() if last else None
     summary = orjson.loads(meta["last_summary"]) if "last_summary" in meta else {}
@@ -184,6 +252,8 @@ def _status_text(row: dict[str, Any]) -> str:
 def status(as_json: bool) -> None:
     """Show each channel's last step, lag, counts, last error and lock holder (Redis only)."""
     settings = _settings()
+    from publisher.errors import PublisherError
+
     try:
         rows = _status_rows(settings)
     except PublisherError as exc:
@@ -198,28 +268,43 @@ def status(as_json: bool) -> None:
 # ----------------------------------------------------------------------------------- tail
 
 
+def _broker_url(amqp_url: str | None) -> str:
+    from publisher.config import load_broker_settings
+    from publisher.errors import ConfigError
+
+    try:
+        return load_broker_settings(amqp_url).amqp_url
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
 @main.command()
 @click.option("--pattern", default="#", show_default=True, help="Routing-key pattern.")
 @click.option("--json", "as_json", is_flag=True, help="Print each event's full JSON.")
 @click.option(
     "--amqp-url",
-    envvar="AMQP_URL",
-    default="amqp://guest:guest@127.0.0.1:5672//",
-    show_default=False,
-    help="Broker URL (default: $AMQP_URL or local RabbitMQ).",
+    default=None,
+    help="Broker URL (default: AMQP_URL from the environment or .env, else local RabbitMQ).",
 )
-def tail(pattern: str, as_json: bool, amqp_url: str) -> None:
+def tail(pattern: str, as_json: bool, amqp_url: str | None) -> None:
     """Print events as they arrive on a temporary queue bound with a pattern."""
+    url = _broker_url(amqp_url)
+    from publisher.errors import BrokerError
+    from publisher.tail import binding_line, event_line
+    from publisher.tail import tail as follow
 
     def show(body: bytes) -> None:
         click.echo(body.decode() if as_json else event_line(body))
 
+    def announce() -> None:
+        click.echo(binding_line(url, pattern), err=True)
+
     try:
-        follow(amqp_url, pattern, show)
+        follow(url, pattern, show, on_ready=announce)
     except KeyboardInterrupt:
         return
     except ValueError as exc:  # a pattern no published routing key can match
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(f"--pattern: {exc}") from None
     except (OSError, BrokerError) as exc:
         raise click.ClickException(f"cannot reach the broker: {exc}") from None
 
@@ -227,9 +312,21 @@ def tail(pattern: str, as_json: bool, amqp_url: str) -> None:
 # -------------------------------------------------------------------------------- sandbox
 
 
+def _sandbox_port(port: int | None) -> int:
+    if port is not None:
+        return port
+    from publisher.config import load_sandbox_settings
+    from publisher.errors import ConfigError
+
+    try:
+        return load_sandbox_settings().sandbox_port
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8800, show_default=True, type=int)
+@click.option("--port", type=int, help="Port (default: SANDBOX_PORT, else 8800).")
 @click.option("--channels", default="1,2", show_default=True, help="Comma-separated ids.")
 @click.option("--size", default=1000, show_default=True, help="Records per channel/resource.")
 @click.option("--churn", default=0.0, show_default=True, help="Random changes per second.")
@@ -239,7 +336,7 @@ def tail(pattern: str, as_json: bool, amqp_url: str) -> None:
 @click.option("--seed", default=42, show_default=True)
 def sandbox(
     host: str,
-    port: int,
+    port: int | None,
     channels: str,
     size: int,
     churn: float,
@@ -249,21 +346,33 @@ def sandbox(
     seed: int,
 ) -> None:
     """Run the local Akinon stand-in (HTTP API, batch requests, control API, faults)."""
-    ids = [int(c) for c in channels.split(",") if c.strip()]
-    catalog = Catalog.seeded(channels=ids, size=size, seed=seed)
-    server = SandboxServer(catalog, host=host, port=port, token=token)
+    ids = _channel_ids(channels)
+    port = _sandbox_port(port)
+    from publisher.sandbox import Catalog, SandboxServer
+
+    server = SandboxServer(
+        Catalog.seeded(channels=ids, size=size, seed=seed), host=host, port=port, token=token
+    )
     server.faults.latency_ms = latency_ms
     server.faults.error_rate = error_rate
+    listening = False
 
     def announce(url: str) -> None:
+        nonlocal listening
+        listening = True
         click.echo(f"sandbox listening on {url} token={token} channels={ids} size={size}", err=True)
+        if churn:
+            server.run_churn(churn)
 
-    if churn:
-        server.run_churn(churn)
     try:
         server.serve_forever(ready=announce)
     except KeyboardInterrupt:
         server.stop()
+    except OSError as exc:
+        if listening:
+            raise
+        reason = exc.strerror or str(exc)
+        raise ConfigProblem(f"--port {port}: cannot listen on {host}: {reason}") from None
 
 
 # ----------------------------------------------------------------------------------- demo
@@ -280,10 +389,13 @@ def demo(
     channels: str, size: int, interval: float, churn: float, duration: float, as_json: bool
 ) -> None:
     """Run everything in one process, no Redis or RabbitMQ: sandbox, pipeline, tail."""
+    ids = _channel_ids(channels)
+    from publisher.demo import run_demo
+    from publisher.logs import configure_logging
+
     configure_logging(None)
     logging.getLogger().setLevel(logging.WARNING)  # the demo prints its own step lines
     stop = threading.Event()
-    ids = [int(c) for c in channels.split(",") if c.strip()]
     try:
         run_demo(
             ids,
@@ -314,18 +426,26 @@ def demo(
 @click.option("--release", "version", metavar="VERSION", help="Then freeze them as VERSION.")
 def schemas(directory: Path, check: bool, version: str | None) -> None:
     """Generate the JSON Schemas and the AsyncAPI document from the event models."""
+    from publisher import contract
+
+    written: list[str] = []
     if check:
         problems = [
             f"{path} is stale: {contract.REGENERATE_HINT}"
             for path in contract.stale_schemas(directory)
         ]
     else:
-        for relative in contract.write_schemas(directory):
+        written = contract.write_schemas(directory)
+        for relative in written:
             click.echo(f"wrote {directory / relative}")
         problems = []
     problems += [f"BREAKING {problem}" for problem in contract.check_released(directory)]
     if problems:
         raise click.ClickException("\n".join(problems))
+    if check or not written:
+        count = len(contract.render_schemas())
+        released = " and none breaks a released version" if check else ""
+        click.echo(f"{directory}: all {count} generated files are current{released}")
     if version is not None:
         try:
             click.echo(f"released {contract.release_schemas(directory, version)}")

@@ -1,12 +1,18 @@
-"""Read every setting from the environment, once, into one typed object.
+"""Read every setting from the environment and `.env`, once, into typed objects.
 
 This is the only module that reads the environment. Everything else takes a `Settings`
 (or plain values taken from one) as an argument.
+
+Every process (the command line, the Celery worker, beat and Flower) reads settings the
+same way: a variable in the environment wins over the same line in `.env` (in the working
+directory), which wins over the default; an empty value counts as unset. Commands that need
+only part of the configuration (`tail`, `sandbox`) read their part the same way, so a
+missing Akinon setting never stops them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -39,10 +45,49 @@ def _split_overrides(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
-    """Hold the whole configuration of the service; built by `load_settings`."""
+# Where settings files are looked for, relative to the working directory. Tests set it to
+# None so that a developer's `.env` in the checkout never reaches them.
+ENV_FILE: str | None = ".env"
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+# Events need publisher confirms, which only the AMQP transports give.
+AMQP_SCHEMES: Final = ("amqp", "amqps", "pyamqp")
+LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class _Settings(BaseSettings):
+    """Read fields from the environment, then the `.env` that `_load` names, then defaults."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+
+class BrokerSettings(_Settings):
+    """Hold what watching the broker needs (`tail`): its URL only."""
+
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672//", repr=False, description="Event broker."
+    )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in AMQP_SCHEMES or not parts.hostname:
+            raise ValueError(
+                "must be an amqp:// or amqps:// URL such as amqp://user:pass@host:5672//"
+            )
+        return value
+
+
+class SandboxSettings(_Settings):
+    """Hold the local Akinon stand-in's defaults (`akinon-publisher sandbox`)."""
+
+    sandbox_port: int = Field(8800, ge=0, le=65535, description="Sandbox HTTP port.")
+
+
+class Settings(BrokerSettings):
+    """Hold the whole configuration of the service; built by `load_settings`."""
 
     akinon_url: str = Field(description="Base URL of the Akinon (Omnitron) API.")
     akinon_token: SecretStr | None = Field(None, description="Integration user's API token.")
@@ -71,11 +116,9 @@ class Settings(BaseSettings):
     akinon_max_retries: int = Field(5, ge=0, le=20, description="Retries per request.")
     akinon_backoff_cap_seconds: float = Field(30.0, gt=0, description="Longest retry pause.")
 
-    # URLs may hold passwords: keep them out of repr() and so out of logs.
+    # URLs may hold passwords: keep them out of repr() and so out of logs (AMQP_URL too,
+    # from BrokerSettings).
     redis_url: str = Field("redis://127.0.0.1:6379/0", repr=False, description="State store.")
-    amqp_url: str = Field(
-        "amqp://guest:guest@127.0.0.1:5672//", repr=False, description="Event broker."
-    )
     confirm_timeout_seconds: float = Field(30.0, gt=0, description="Wait for broker confirms.")
 
     celery_queue: str = Field("akinon-publisher", description="Celery's task queue name.")
@@ -85,6 +128,15 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: str = Field("INFO", description="Log level.")
+
+    beat_schedule_file: str = Field(
+        ".celery/beat-schedule", description="Beat's schedule file; its directory is kept 0700."
+    )
+    flower_address: str = Field("127.0.0.1", description="Address Flower listens on.")
+    flower_port: int = Field(5555, ge=0, le=65535, description="Port Flower listens on.")
+    flower_basic_auth: SecretStr | None = Field(
+        None, description="Flower's users, 'user:password[,user:password]'."
+    )
 
     _split_channels = field_validator("akinon_channels", mode="before")(_split_ints)
     _split_overrides = field_validator("poll_interval_overrides", mode="before")(_split_overrides)
@@ -101,6 +153,23 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
         parse_redis_url(value)  # its ValueError says what is wrong, without the URL
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _check_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not all(
+            user and password
+            for user, _, password in (p.partition(":") for p in value.get_secret_value().split(","))
+        ):
+            raise ValueError("must look like 'user:password' (comma-separated for several users)")
         return value
 
     @field_validator("akinon_channels")
@@ -122,18 +191,47 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build `Settings` from the environment; raise `ConfigError` with a one-line message."""
+    """Build `Settings` from the environment and `.env`; raise `ConfigError` in one line."""
+    return _load(Settings, overrides)
+
+
+def load_broker_settings(amqp_url: str | None = None) -> BrokerSettings:
+    """Build `BrokerSettings` the way `load_settings` builds `Settings`.
+
+    An `amqp_url` given here comes from `tail --amqp-url`, and an error names that option.
+    """
+    if amqp_url is None:
+        return _load(BrokerSettings, {})
+    return _load(BrokerSettings, {"amqp_url": amqp_url}, {"amqp_url": "--amqp-url"})
+
+
+def load_sandbox_settings() -> SandboxSettings:
+    """Build `SandboxSettings` the way `load_settings` builds `Settings`."""
+    return _load(SandboxSettings, {})
+
+
+SettingsT = TypeVar("SettingsT", bound="_Settings")
+
+
+def _load(
+    kind: type[SettingsT], overrides: dict[str, Any], names: dict[str, str] | None = None
+) -> SettingsT:
     try:
-        return Settings(**overrides)
+        return kind(_env_file=ENV_FILE, **overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc, names)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Turn a settings ValidationError into one line that names each variable."""
+def describe_validation_error(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """Turn a settings ValidationError into one line that names each variable.
+
+    `names` renames fields that came from somewhere else than a variable (a command-line
+    option given as an override), so the message names what the user typed.
+    """
     problems = []
     for error in exc.errors():
-        name = "_".join(str(p) for p in error["loc"]).upper() or "settings"
+        field = "_".join(str(p) for p in error["loc"])
+        name = (names or {}).get(field) or field.upper() or "settings"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "is required"

@@ -1,8 +1,8 @@
 """Configure logging: key=value or JSON lines, with every known secret scrubbed.
 
-Secrets (the Akinon token and password, passwords inside Redis/AMQP URLs) are registered
-once from the settings; a filter on the root handler replaces them in every message and
-argument before anything is written, whichever library logged it.
+Secrets (the Akinon token and password, passwords inside Redis/AMQP URLs, Flower's
+passwords) are registered once from the settings; a filter on the root handler replaces them
+in every message and argument before anything is written, whichever library logged it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def secrets_of(settings: Settings) -> list[str]:
         password = urlsplit(url).password
         if password:
             found.append(password)
+    if settings.flower_basic_auth is not None:
+        users = settings.flower_basic_auth.get_secret_value().split(",")
+        found += [user.partition(":")[2] for user in users]
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 

@@ -81,6 +81,9 @@ def parse(url: str) -> RedisTarget:
     if not found:
         raise ValueError(f"must be a URL starting with {_SCHEMES}")
     if scheme in _STANDALONE:
+        database = urlsplit(url).path.strip("/")
+        if scheme != "unix" and database and not database.isdigit():
+            raise ValueError(f"must end in a database number, got {unquote(database)!r}")
         try:
             return RedisTarget("standalone", parse_standalone(url))
         except ValueError as exc:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Final
 
 import orjson
 
@@ -31,6 +34,10 @@ from publisher.redis_client import RedisClient
 from publisher.state import RedisStateStore
 
 log = logging.getLogger(__name__)
+# One line per step (done, failed, skipped) and progress lines of long steps. `poll` prints
+# its own line per step, so it quiets this logger alone.
+STEP_LOGGER: Final = "publisher.steps"
+step_log = logging.getLogger(STEP_LOGGER)
 
 
 @dataclass
@@ -104,8 +111,36 @@ def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = No
     summary = StepSummary(
         spec.channel_id, spec.resource.value, skipped_because=f"lock held by {owner}"
     )
-    log.info("step skipped %s", summary.line())
+    step_log.info("step skipped %s", summary.line())
     return summary
+
+
+class ProgressLog:
+    """Log a running step's counts every `every` seconds, so a long first sync is not silent.
+
+    Pass it as `run_step`'s `on_page`; it is called once per committed page.
+    """
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._started = self._last = clock()
+
+    def __call__(self, summary: StepSummary) -> None:
+        """Log the counts so far if `every` seconds passed since the last line."""
+        now = self._clock()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        step_log.info(
+            "step progress channel=%s resource=%s pages=%d seen=%d published=%d elapsed=%.0fs",
+            summary.channel_id,
+            summary.resource,
+            summary.pages,
+            summary.seen,
+            summary.published,
+            now - self._started,
+        )
 
 
 def _plan(spec: StepSpec, state: StateStore) -> tuple[StepSpec, dict[str, str]]:
@@ -141,7 +176,7 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
         spec, meta = _plan(spec, edges.state)
         summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
     except PublisherError as exc:
-        log.error(
+        step_log.error(
             "step failed channel=%s resource=%s error=%s: %s",
             spec.channel_id,
             spec.resource.value,
@@ -154,7 +189,7 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
             {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()},
         )
         raise
-    log.info("step done %s", summary.line())
+    step_log.info("step done %s", summary.line())
     _record(edges.state, spec, _progress(summary, meta, started_at))
     return summary
 

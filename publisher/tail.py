@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
@@ -39,6 +40,39 @@ def _headline(kind: str) -> tuple[str, ...]:
     return ()
 
 
+def binding_line(url: str, pattern: str) -> str:
+    """Say where a tail listens: the broker without its password, the vhost, the pattern."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username:
+        host = f"{parts.username}@{host}"
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    shown = urlunsplit((parts.scheme, host, "", "", ""))
+    return f"tail: bound to {shown} vhost {vhost!r} with pattern {pattern!r}; Ctrl-C stops"
+
+
+class _Announcing(threading.Event):
+    """An event that calls back (and sets another event) once: `follow` signals by an event."""
+
+    def __init__(self, callback: Callable[[], None], also: threading.Event | None) -> None:
+        super().__init__()
+        self._callback = callback
+        self._also = also
+
+    def set(self) -> None:
+        """Set the event, then call back and set the other event (only the first time)."""
+        first = not self.is_set()
+        super().set()
+        if first:
+            self._callback()
+            if self._also is not None:
+                self._also.set()
+
+
 def tail(
     url: str,
     pattern: str,
@@ -46,6 +80,12 @@ def tail(
     *,
     stop: threading.Event | None = None,
     ready: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Deliver every event matching `pattern` to `handle` until `stop` is set."""
+    """Deliver every event matching `pattern` to `handle` until `stop` is set.
+
+    `ready` is set, and `on_ready` called, once the queue is bound.
+    """
+    if on_ready is not None:
+        ready = _Announcing(on_ready, also=ready)
     follow(url, pattern, handle, stop=stop, ready=ready)

@@ -43,6 +43,12 @@ def _require(host: str, port: int, what: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _no_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a `.env` in the working directory (a developer's, in the checkout) out of tests."""
+    monkeypatch.setattr("publisher.config.ENV_FILE", None)
+
+
 @pytest.fixture
 def redis_url() -> str:
     """Return the URL of the real test Redis (database 15)."""

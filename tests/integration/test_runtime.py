@@ -138,6 +138,23 @@ def test_worker_and_beat_deliver_sandbox_changes_within_two_intervals(
     assert waited <= 4.0 + 0.5
 
 
+def test_beat_sends_the_first_steps_when_it_starts(
+    sandbox: SandboxServer,
+    processes: Processes,
+    channel_id: int,
+    redis_url: str,
+    amqp_url: str,
+) -> None:
+    # An interval far longer than the test: events can only come from beat's first steps.
+    env = service_env(sandbox, channel_id, redis_url, amqp_url, POLL_INTERVAL_SECONDS="600")
+    with Collector(amqp_url, f"*.changed.{channel_id}") as events:
+        processes.start("worker", worker("w1"), env)
+        processes.start("beat", celery("beat", "--loglevel=INFO"), env)
+        initial = events.collect(60, timeout=45)
+    assert len(initial) == 60, processes.logs()
+    assert oct((processes.tmp_path / ".celery").stat().st_mode & 0o777) == "0o700"
+
+
 def test_two_workers_on_one_channel_publish_each_change_once(
     sandbox_factory: object,
     processes: Processes,
@@ -202,9 +219,9 @@ COMMANDS = ["poll", "status", "tail", "sandbox", "demo", "schemas"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_every_command_has_help(command: str | None) -> None:
+def test_every_command_has_help(command: str | None, tmp_path: Path) -> None:
     args = [str(BIN / "akinon-publisher"), *([command] if command else []), "--help"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
 
@@ -218,7 +235,7 @@ def test_module_entry_point_works() -> None:
 
 
 def test_poll_with_a_wrong_token_fails_in_one_line_without_the_secret(
-    sandbox: SandboxServer, channel_id: int, redis_url: str, amqp_url: str
+    sandbox: SandboxServer, channel_id: int, redis_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     secret = "wrong-secret-token-123"
     env = service_env(
@@ -230,8 +247,9 @@ def test_poll_with_a_wrong_token_fails_in_one_line_without_the_secret(
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert len(result.stdout.strip().splitlines()) == 1
     assert "AuthError" in result.stdout or "401" in result.stdout or "token" in result.stdout
     assert secret not in result.stdout + result.stderr
@@ -247,14 +265,14 @@ def test_poll_with_missing_settings_names_the_variable(tmp_path: Path) -> None:
         timeout=60,
         cwd=tmp_path,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "AKINON_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_poll_and_status_report_each_step(
-    sandbox: SandboxServer, channel_id: int, redis_url: str, amqp_url: str
+    sandbox: SandboxServer, channel_id: int, redis_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     import orjson
 
@@ -265,16 +283,19 @@ def test_poll_and_status_report_each_step(
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     summaries = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [(s["resource"], s["published"]) for s in summaries] == [("stock", 30), ("price", 30)]
+    assert "step done" not in result.stderr  # one line per step: the summary, not a log too
     status = subprocess.run(
         [str(BIN / "akinon-publisher"), "status", "--json"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
     rows = orjson.loads(status.stdout)
     assert [(r["resource"], r["tracked"]) for r in rows] == [("stock", 30), ("price", 30)]
@@ -303,7 +324,8 @@ def test_flower_shows_each_step_with_channel_resource_and_summary(
     env = service_env(sandbox, channel_id, redis_url, amqp_url, FLOWER_UNAUTHENTICATED_API="true")
     processes.start("worker", worker("w1"), env)
     processes.start("beat", celery("beat", f"--schedule={processes.tmp_path / 'beat'}"), env)
-    processes.start("flower", celery("flower", f"--port={port}", "--address=127.0.0.1"), env)
+    # No users and no address given: Flower listens on 127.0.0.1 only (FLOWER_ADDRESS).
+    processes.start("flower", celery("flower", f"--port={port}"), env)
     deadline = time.monotonic() + 30
     tasks: dict[str, dict[str, str]] = {}
     while time.monotonic() < deadline:
