@@ -5,10 +5,12 @@ An example consumer of `stock.changed` and `price.changed`, on PostgreSQL:
     python -m examples.erp_connector --dsn postgresql://postgres@127.0.0.1/test --channel 1
 
 Idempotent by construction, in the database itself: each row keeps, per resource, the record
-key, sequence and event id it was last written from, and the UPSERT's WHERE clause lets only
-a newer event through (a higher sequence; or the same sequence with another id, which
-supersedes a version the producer never committed; or another record key, a record
-replaced). So a duplicate, a redelivery or an older event changes nothing, whatever the
+key, `modified_date`, sequence and event id it was last written from, and the UPSERT's WHERE
+clause lets only a newer event through, in the contract's order (a later `modified_date`,
+or the same one and a higher sequence: it holds after the publisher lost its state; the same
+place with another id, which supersedes a version the producer never committed; or another
+record key, a record replaced). Deletes clear the values and mark the row's resource
+deleted. So a duplicate, a redelivery or an older event changes nothing, whatever the
 consumer's store remembers, even with several consumers on one queue. `revision` counts the
 writes a row has taken, which makes that visible.
 
@@ -35,7 +37,14 @@ from publisher.consumer import (
     change_patterns,
     stop_on_signals,
 )
-from publisher.events import CloudEvent, PriceChanged, RecordRejected, StockChanged
+from publisher.events import (
+    CloudEvent,
+    PriceChanged,
+    PriceDeleted,
+    RecordRejected,
+    StockChanged,
+    StockDeleted,
+)
 
 log = logging.getLogger("erp_connector")
 
@@ -47,12 +56,16 @@ CREATE TABLE IF NOT EXISTS {table} (
     product         bigint      NOT NULL,
     stock_key       bigint,
     stock           integer,
+    stock_deleted   boolean     NOT NULL DEFAULT false,
+    stock_modified  timestamptz,
     stock_sequence  bigint,
     stock_event_id  text,
     price_key       bigint,
     price           numeric,
     retail_price    numeric,
     currency        text,
+    price_deleted   boolean     NOT NULL DEFAULT false,
+    price_modified  timestamptz,
     price_sequence  bigint,
     price_event_id  text,
     revision        integer     NOT NULL DEFAULT 1,
@@ -61,43 +74,48 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 """
 
-# {r} is the resource's column prefix: stock_ or price_. The WHERE clause is the guard.
+# A table made by the 1.0 example gains the columns of deletes and of the 1.1 order.
+_MIGRATE: Final = """
+ALTER TABLE {table}
+    ADD COLUMN IF NOT EXISTS stock_deleted  boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS stock_modified timestamptz,
+    ADD COLUMN IF NOT EXISTS price_deleted  boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS price_modified timestamptz
+"""
+
+# {r} is the resource's column prefix: stock_ or price_. The WHERE clause is the guard: the
+# contract's order, (modified_date, sequence), with a row written before the order had a
+# date falling back to the sequence alone; the same place with another event id supersedes
+# a version the publisher never committed; another record key is a record replaced.
 _GUARD: Final = """
 WHERE t.{r}sequence IS NULL
    OR t.{r}key IS DISTINCT FROM EXCLUDED.{r}key
-   OR t.{r}sequence < EXCLUDED.{r}sequence
-   OR (t.{r}sequence = EXCLUDED.{r}sequence AND t.{r}event_id <> EXCLUDED.{r}event_id)
+   OR (t.{r}modified IS NULL AND t.{r}sequence < EXCLUDED.{r}sequence)
+   OR (EXCLUDED.{r}modified, EXCLUDED.{r}sequence) > (t.{r}modified, t.{r}sequence)
+   OR ((EXCLUDED.{r}modified, EXCLUDED.{r}sequence) = (t.{r}modified, t.{r}sequence)
+       AND t.{r}event_id <> EXCLUDED.{r}event_id)
 """
 
-_UPSERT_STOCK: Final = """
-INSERT INTO {table} AS t
-    (channel_id, product, stock_key, stock, stock_sequence, stock_event_id)
-VALUES (%(channel_id)s, %(product)s, %(key)s, %(stock)s, %(sequence)s, %(event_id)s)
-ON CONFLICT (channel_id, product) DO UPDATE SET
-    stock_key = EXCLUDED.stock_key,
-    stock = EXCLUDED.stock,
-    stock_sequence = EXCLUDED.stock_sequence,
-    stock_event_id = EXCLUDED.stock_event_id,
-    revision = t.revision + 1,
-    updated_at = now()
-""" + _GUARD.replace("{r}", "stock_")
+# What each resource writes besides its guard columns: column -> query parameter.
+_VALUES: Final = {
+    "stock_": ("stock",),
+    "price_": ("price", "retail_price", "currency"),
+}
 
-_UPSERT_PRICE: Final = """
-INSERT INTO {table} AS t
-    (channel_id, product, price_key, price, retail_price, currency, price_sequence,
-     price_event_id)
-VALUES (%(channel_id)s, %(product)s, %(key)s, %(price)s, %(retail_price)s, %(currency)s,
-        %(sequence)s, %(event_id)s)
-ON CONFLICT (channel_id, product) DO UPDATE SET
-    price_key = EXCLUDED.price_key,
-    price = EXCLUDED.price,
-    retail_price = EXCLUDED.retail_price,
-    currency = EXCLUDED.currency,
-    price_sequence = EXCLUDED.price_sequence,
-    price_event_id = EXCLUDED.price_event_id,
-    revision = t.revision + 1,
-    updated_at = now()
-""" + _GUARD.replace("{r}", "price_")
+
+def _upsert(r: str) -> str:
+    """Return the guarded UPSERT of one resource's columns (prefix `r`)."""
+    columns = [f"{r}key", *_VALUES[r], f"{r}deleted", f"{r}modified", f"{r}sequence"]
+    columns.append(f"{r}event_id")
+    params = ["key", *_VALUES[r], "deleted", "modified", "sequence", "event_id"]
+    values = ", ".join(f"%({name})s" for name in params)
+    assignments = ",\n    ".join(f"{column} = EXCLUDED.{column}" for column in columns)
+    return (
+        f"INSERT INTO {{table}} AS t (channel_id, product, {', '.join(columns)})\n"
+        f"VALUES (%(channel_id)s, %(product)s, {values})\n"
+        f"ON CONFLICT (channel_id, product) DO UPDATE SET\n    {assignments},\n"
+        "    revision = t.revision + 1,\n    updated_at = now()" + _GUARD.replace("{r}", r)
+    )
 
 
 class ErpConnector:
@@ -106,40 +124,60 @@ class ErpConnector:
     def __init__(self, db: psycopg.Connection[Any], table: str = DEFAULT_TABLE) -> None:
         self.db = db
         self.table = table
-        self._stock = self._statement(_UPSERT_STOCK)
-        self._price = self._statement(_UPSERT_PRICE)
+        self._stock = self._statement(_upsert("stock_"))
+        self._price = self._statement(_upsert("price_"))
 
     def _statement(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(table=sql.Identifier(self.table))
 
     def create_table(self) -> None:
-        """Create the table if it does not exist."""
+        """Create the table if it does not exist (and add what 1.0 tables lack)."""
         self.db.execute(self._statement(_CREATE))
+        self.db.execute(self._statement(_MIGRATE))
 
     def handle(self, event: CloudEvent[Any]) -> None:
-        """Apply one event: the `Subscription` handler."""
+        """Apply one event: the `Subscription` handler.
+
+        A deleted record keeps its row's guard columns (so no older event can bring it
+        back) with its values cleared and `<resource>_deleted` set.
+        """
         if isinstance(event, StockChanged):
-            self._write(self._stock, event, stock=event.data.after.stock)
+            self._write(self._stock, event, event.data.after.product, stock=event.data.after.stock)
         elif isinstance(event, PriceChanged):
             after = event.data.after
             self._write(
                 self._price,
                 event,
+                after.product,
                 price=after.price,
                 retail_price=after.retail_price,
                 currency=after.currency_type,
             )
+        elif isinstance(event, StockDeleted):
+            self._write(self._stock, event, event.data.before.product, deleted=True, stock=None)
+        elif isinstance(event, PriceDeleted):
+            product = event.data.before.product
+            gone = {"price": None, "retail_price": None, "currency": None}
+            self._write(self._price, event, product, deleted=True, **gone)
         elif isinstance(event, RecordRejected):
             log.warning("Akinon sent a record we cannot use: %s", event.data.reason)
 
     def _write(
-        self, statement: sql.Composed, event: StockChanged | PriceChanged, **values: Any
+        self,
+        statement: sql.Composed,
+        event: StockChanged | PriceChanged | StockDeleted | PriceDeleted,
+        product: int,
+        *,
+        deleted: bool = False,
+        **values: Any,
     ) -> None:
         data = event.data
         params = {
             "channel_id": data.channel_id,
-            "product": data.after.product,
+            "product": product,
             "key": data.key,
+            "deleted": deleted,
+            "modified": data.modified_date,
             "sequence": data.sequence,
             "event_id": event.id,
             **values,
@@ -157,9 +195,9 @@ class ErpConnector:
     def rows(self) -> list[dict[str, Any]]:
         """Return every row (without `updated_at`), ordered by channel and product."""
         query = sql.SQL(
-            "SELECT channel_id, product, stock_key, stock, stock_sequence, stock_event_id,"
-            " price_key, price, retail_price, currency, price_sequence, price_event_id, revision"
-            " FROM {table} ORDER BY channel_id, product"
+            "SELECT channel_id, product, stock_key, stock, stock_deleted, stock_sequence,"
+            " stock_event_id, price_key, price, retail_price, currency, price_deleted,"
+            " price_sequence, price_event_id, revision FROM {table} ORDER BY channel_id, product"
         ).format(table=sql.Identifier(self.table))
         with self.db.cursor(row_factory=psycopg.rows.dict_row) as cursor:
             return list(cursor.execute(query))

@@ -31,9 +31,10 @@ from publisher.consumer import (
     SequenceStore,
     Subscription,
     change_patterns,
+    microseconds,
     stop_on_signals,
 )
-from publisher.events import CloudEvent, PriceChanged, StockChanged
+from publisher.events import CloudEvent, PriceChanged, PriceDeleted, StockChanged, StockDeleted
 
 Push = Callable[[dict[str, Any]], None]
 
@@ -43,46 +44,55 @@ CREATE TABLE IF NOT EXISTS documents (
     product         INTEGER NOT NULL,
     stock           INTEGER,
     stock_key       INTEGER,
+    stock_modified  INTEGER,
     stock_sequence  INTEGER,
     stock_event_id  TEXT,
     price           TEXT,
     retail_price    TEXT,
     currency        TEXT,
     price_key       INTEGER,
+    price_modified  INTEGER,
     price_sequence  INTEGER,
     price_event_id  TEXT,
     PRIMARY KEY (channel_id, product)
 )
 """
 
+# The contract's order: (modified_date, sequence), dates as microseconds since the epoch.
 _GUARD: Final = """
 WHERE documents.{r}sequence IS NULL
    OR documents.{r}key IS NOT excluded.{r}key
-   OR documents.{r}sequence < excluded.{r}sequence
-   OR (documents.{r}sequence = excluded.{r}sequence
+   OR (excluded.{r}modified, excluded.{r}sequence)
+      > (documents.{r}modified, documents.{r}sequence)
+   OR ((excluded.{r}modified, excluded.{r}sequence)
+       = (documents.{r}modified, documents.{r}sequence)
        AND documents.{r}event_id <> excluded.{r}event_id)
 """
 
 _UPSERT_STOCK: Final = """
-INSERT INTO documents (channel_id, product, stock, stock_key, stock_sequence, stock_event_id)
-VALUES (:channel_id, :product, :stock, :key, :sequence, :event_id)
+INSERT INTO documents
+    (channel_id, product, stock, stock_key, stock_modified, stock_sequence, stock_event_id)
+VALUES (:channel_id, :product, :stock, :key, :modified, :sequence, :event_id)
 ON CONFLICT (channel_id, product) DO UPDATE SET
     stock = excluded.stock,
     stock_key = excluded.stock_key,
+    stock_modified = excluded.stock_modified,
     stock_sequence = excluded.stock_sequence,
     stock_event_id = excluded.stock_event_id
 """ + _GUARD.replace("{r}", "stock_")
 
 _UPSERT_PRICE: Final = """
 INSERT INTO documents
-    (channel_id, product, price, retail_price, currency, price_key, price_sequence,
-     price_event_id)
-VALUES (:channel_id, :product, :price, :retail_price, :currency, :key, :sequence, :event_id)
+    (channel_id, product, price, retail_price, currency, price_key, price_modified,
+     price_sequence, price_event_id)
+VALUES (:channel_id, :product, :price, :retail_price, :currency, :key, :modified, :sequence,
+        :event_id)
 ON CONFLICT (channel_id, product) DO UPDATE SET
     price = excluded.price,
     retail_price = excluded.retail_price,
     currency = excluded.currency,
     price_key = excluded.price_key,
+    price_modified = excluded.price_modified,
     price_sequence = excluded.price_sequence,
     price_event_id = excluded.price_event_id
 """ + _GUARD.replace("{r}", "price_")
@@ -117,27 +127,51 @@ class SearchIndexer:
         self.db.row_factory = sqlite3.Row
         self.push = push
         self.db.execute(_CREATE)
+        # A file made by the 1.0 example gains the columns of the 1.1 order.
+        present = {row[1] for row in self.db.execute("PRAGMA table_info(documents)")}
+        for column in ("stock_modified", "price_modified"):
+            if column not in present:
+                self.db.execute(f"ALTER TABLE documents ADD COLUMN {column} INTEGER")
 
     def handle(self, event: CloudEvent[Any]) -> None:
-        """Apply one event: the `Subscription` handler. Other event types are not indexed."""
+        """Apply one event: the `Subscription` handler. Other event types are not indexed.
+
+        A deleted stock or price leaves the document without it (unknown availability, no
+        price), its guard columns kept so no older event can bring it back.
+        """
         if isinstance(event, StockChanged):
-            self._apply(_UPSERT_STOCK, event, stock=event.data.after.stock)
+            self._apply(
+                _UPSERT_STOCK, event, event.data.after.product, stock=event.data.after.stock
+            )
         elif isinstance(event, PriceChanged):
             after = event.data.after
             self._apply(
                 _UPSERT_PRICE,
                 event,
+                after.product,
                 price=str(after.price),
                 retail_price=None if after.retail_price is None else str(after.retail_price),
                 currency=after.currency_type,
             )
+        elif isinstance(event, StockDeleted):
+            self._apply(_UPSERT_STOCK, event, event.data.before.product, stock=None)
+        elif isinstance(event, PriceDeleted):
+            gone = {"price": None, "retail_price": None, "currency": None}
+            self._apply(_UPSERT_PRICE, event, event.data.before.product, **gone)
 
-    def _apply(self, statement: str, event: StockChanged | PriceChanged, **values: Any) -> None:
+    def _apply(
+        self,
+        statement: str,
+        event: StockChanged | PriceChanged | StockDeleted | PriceDeleted,
+        product: int,
+        **values: Any,
+    ) -> None:
         data = event.data
         params = {
             "channel_id": data.channel_id,
-            "product": data.after.product,
+            "product": product,
             "key": data.key,
+            "modified": microseconds(data.modified_date),
             "sequence": data.sequence,
             "event_id": event.id,
             **values,
@@ -146,9 +180,9 @@ class SearchIndexer:
             return  # the guard kept the stored version: nothing new to push
         row = self.db.execute(
             "SELECT * FROM documents WHERE channel_id = ? AND product = ?",
-            (data.channel_id, data.after.product),
+            (data.channel_id, product),
         ).fetchone()
-        key = f"{data.channel_id}-{data.after.product}"
+        key = f"{data.channel_id}-{product}"
         self.push({"op": "index", "id": key, "doc": document(row)})
 
     def documents(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import amqp
 import kombu.exceptions
+from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from publisher import topology
@@ -44,3 +45,14 @@ def declare_topology(channel: Any) -> None:
     UNROUTED_QUEUE.bind(channel).declare()
     for event_exchange in EXCHANGES:
         event_exchange.bind(channel).declare()
+
+
+def queue_exists(url: str, name: str) -> bool:
+    """Say whether a queue of this name exists on the broker (a passive declare)."""
+    with Connection(url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_declare(name, passive=True)
+        except amqp.exceptions.NotFound:
+            return False
+    return True

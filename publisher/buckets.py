@@ -79,21 +79,37 @@ class Bucket:
             return None
         return Stored(int(self._sequences[index]), self.forms[index])
 
-    def merged(self, newer: Mapping[int, Stored]) -> Bucket:
-        """Return the bucket with these versions put in (replaced or added)."""
+    def merged(self, newer: Mapping[int, Stored | None]) -> Bucket:
+        """Return the bucket with these versions put in (replaced or added; None: removed).
+
+        A version never replaces one with a higher sequence: a writer merging what it read
+        before another moved the record on (it lost its lock, say) cannot move it back.
+        """
         sequences, forms = list(self._sequences), list(self.forms)
+        gone: set[int] = set()
         for key, version in newer.items():
             index = self._index(key)
-            if index is None:
+            if version is None:
+                if index is not None:
+                    gone.add(index)
+            elif index is None:
                 sequences.append(b"%d" % version.sequence)
                 forms.append(version.canonical)
-            else:
+            elif int(sequences[index]) <= version.sequence:
                 sequences[index] = b"%d" % version.sequence
                 forms[index] = version.canonical
+        if gone:
+            kept = [i for i in range(len(forms)) if i not in gone]
+            sequences, forms = [sequences[i] for i in kept], [forms[i] for i in kept]
         return Bucket.of(sequences, forms)
 
+    def __len__(self) -> int:
+        return len(self.forms)
+
     def encoded(self) -> bytes:
-        """Return the string Redis keeps for this bucket."""
+        """Return the string Redis keeps for this bucket (empty: the bucket is deleted)."""
+        if not self.forms:
+            return b""
         block: bytes = lz4.block.compress(self.text)
         return _LZ4 + block
 

@@ -25,9 +25,19 @@ from publisher.config import Settings, load_settings
 from publisher.errors import ConfigError, RetryableError
 from publisher.logs import configure_logging
 from publisher.records import Resource
-from publisher.service import Edges, ProgressLog, build_edges, run_step, step_spec, tune_gc
+from publisher.service import (
+    Edges,
+    ProgressLog,
+    build_edges,
+    run_snapshot,
+    run_step,
+    snapshot_spec,
+    step_spec,
+    tune_gc,
+)
 
 SYNC_TASK = "akinon.sync"
+SNAPSHOT_TASK = "akinon.snapshot"
 
 app = Celery("publisher")
 
@@ -199,3 +209,22 @@ def sync(channel_id: int, resource: str) -> dict[str, Any]:
     """Run one sync step for (channel, resource); return its summary for Flower."""
     spec = step_spec(settings(), channel_id, Resource(resource))
     return run_step(spec, edges(), ProgressLog()).as_dict()
+
+
+@app.task(
+    name=SNAPSHOT_TASK,
+    bind=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=5,
+)
+def snapshot(self: Any, channel_id: int, resource: str, queue: str | None = None) -> dict[str, Any]:
+    """Publish every record of (channel, resource) as `snapshot` events; to `queue` only, if given.
+
+    The task's id is the snapshot id, so a retried task publishes the same event ids.
+    Start one from Flower or with `celery -A publisher call akinon.snapshot --args='[1, "stock"]'`.
+    """
+    spec = snapshot_spec(settings(), channel_id, Resource(resource), self.request.id, queue)
+    return run_snapshot(spec, edges()).as_dict()

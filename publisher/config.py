@@ -96,8 +96,9 @@ class Settings(BrokerSettings):
     akinon_channels: Annotated[list[int], NoDecode] = Field(
         description="Comma-separated sales channel ids to poll."
     )
-    akinon_endpoint: Endpoint = Field(
-        Endpoint.INSERTS_OR_UPDATES, description="Change endpoint to poll."
+    akinon_endpoint: Endpoint | None = Field(
+        None,
+        description="Endpoint read: `list` read-only, `inserts_or_updates` acknowledging.",
     )
     akinon_acknowledge: bool = Field(
         False, description="Acknowledge published records through batch requests."
@@ -110,6 +111,15 @@ class Settings(BrokerSettings):
     )
     full_scan_interval_seconds: float = Field(
         900.0, gt=0, description="Scan every record at least this often."
+    )
+    delete_guard_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Hold deletes when more than this share of tracked records vanish at once.",
+    )
+    delete_guard_min_records: int = Field(
+        10, ge=1, description="... and at least this many (smaller deletes always go out)."
     )
     akinon_page_size: int = Field(500, ge=1, le=10_000, description="Records per page.")
     akinon_timeout_seconds: float = Field(30.0, gt=0, description="HTTP timeout per request.")
@@ -184,6 +194,31 @@ class Settings(BrokerSettings):
         if self.akinon_token is None and not (self.akinon_username and self.akinon_password):
             raise ValueError("set AKINON_TOKEN, or AKINON_USERNAME and AKINON_PASSWORD")
         return self
+
+    @model_validator(mode="after")
+    def _check_endpoint(self) -> Settings:
+        endpoint = self.akinon_endpoint
+        if endpoint is None:
+            return self
+        if self.akinon_acknowledge and not endpoint.is_work_queue:
+            raise ValueError(
+                f"AKINON_ENDPOINT={endpoint.value} is a whole list, which cannot be drained by "
+                "acknowledging: use inserts, updates or inserts_or_updates with "
+                "AKINON_ACKNOWLEDGE=true"
+            )
+        elif not self.akinon_acknowledge and endpoint.is_work_queue:
+            raise ValueError(
+                f"AKINON_ENDPOINT={endpoint.value} is a work queue another integration may "
+                "drain: read-only mode reads list or detailed (or set AKINON_ACKNOWLEDGE=true)"
+            )
+        return self
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Return the endpoint steps read (AKINON_ENDPOINT, or the mode's default)."""
+        if self.akinon_endpoint is not None:
+            return self.akinon_endpoint
+        return Endpoint.INSERTS_OR_UPDATES if self.akinon_acknowledge else Endpoint.LIST
 
     def interval_for(self, channel_id: int) -> float:
         """Return the poll interval of one channel, override first."""

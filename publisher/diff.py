@@ -102,6 +102,21 @@ class Rejection:
     reason: str
     raw: Any
     digest: str
+    # Whether the record has a stored version (it was valid once): it is still in the list.
+    tracked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A tracked record a complete scan did not find: it left the channel's list.
+
+    `sequence` is the one its deletion event carries (one more than its last change);
+    `before` is the canonical form last published for it.
+    """
+
+    key: int
+    sequence: int
+    before: bytes
 
 
 @dataclass(slots=True)
@@ -160,7 +175,8 @@ def _classify(
         record = MODELS[resource].model_validate(page.fields(index))
     except ValidationError as exc:
         raw = page[index]
-        return Rejection(key=key, reason=describe_errors(exc), raw=raw, digest=raw_digest(raw))
+        reason = describe_errors(exc)
+        return Rejection(key, reason, raw, raw_digest(raw), tracked=previous is not None)
     if key is None:
         raw = page[index]
         # Valid once coerced ("12", 12.0), but a key that is not a JSON integer could not be

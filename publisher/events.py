@@ -23,7 +23,10 @@ DATA_CONTENT_TYPE: Final = "application/json"
 MESSAGE_CONTENT_TYPE: Final = "application/cloudevents+json"
 SCHEMA_MAJOR: Final = 1
 
-Operation = Literal["created", "updated"]
+# created: first seen since the publisher's state began; updated: its content changed;
+# snapshot: read by a load of the whole list (the first load, a load after the publisher's
+# state was lost, an on-demand snapshot): the current content, which a consumer may hold.
+Operation = Literal["created", "updated", "snapshot"]
 
 
 class EventType(StrEnum):
@@ -31,7 +34,10 @@ class EventType(StrEnum):
 
     STOCK_CHANGED = "stock.changed"
     PRICE_CHANGED = "price.changed"
+    STOCK_DELETED = "stock.deleted"
+    PRICE_DELETED = "price.deleted"
     RECORD_REJECTED = "record.rejected"
+    HEARTBEAT = "publisher.heartbeat"
 
     @property
     def dataschema(self) -> str:
@@ -43,6 +49,18 @@ CHANGED_TYPE: Final = {
     Resource.STOCK: EventType.STOCK_CHANGED,
     Resource.PRICE: EventType.PRICE_CHANGED,
 }
+DELETED_TYPE: Final = {
+    Resource.STOCK: EventType.STOCK_DELETED,
+    Resource.PRICE: EventType.PRICE_DELETED,
+}
+
+ORDERING_RULE: Final = """\
+Order a record's events by (`modified_date`, `sequence`): the later `modified_date` wins, and
+between equal ones the higher `sequence`. An event that sorts before the last one applied is
+stale: never apply it. Equal on both with the same `id` is a duplicate; with another `id` it
+supersedes a version the publisher never committed (it stopped in between): apply it.
+`modified_date` is Akinon's, so the order holds even after the publisher lost its state and
+its sequences started again at 1."""
 
 # ---------------------------------------------------------------------------- the contract
 
@@ -62,19 +80,78 @@ class ChangeData(BaseModel, Generic[ContentT]):
     key: int
     """The record key: `pk` of a stock, `id` of a price."""
     operation: Operation
-    """`created` the first time the service sees the record, `updated` afterwards."""
+    """`created` the first time the service sees the record, `updated` when its content
+    changed, `snapshot` when it was read by a load of the whole list (the first load, a load
+    after the publisher's state was lost, an on-demand snapshot): the current content, which
+    a consumer may already hold."""
     sequence: int
-    """The record's change count (per channel, type and key): 1, 2, 3 ..., one per change."""
+    """The record's change count as the publisher counts it (per channel, type and key): 1,
+    2, 3 ... Order by (`modified_date`, `sequence`): sequences start again at 1 if the
+    publisher's state is lost."""
     modified_date: datetime
-    """Akinon's `modified_date` of the record version this event carries."""
+    """Akinon's `modified_date` of the record version this event carries: the first key of
+    a record's order."""
     fingerprint: str
     """Digest of the record's content in `after`: equal content, equal fingerprint."""
     before: ContentT | None
-    """The content last published for this record, or null when `operation` is `created`."""
+    """The content last published for this record, or null (`created`, `snapshot`)."""
     after: ContentT
     """The record's content now."""
     changed_fields: list[str]
     """The content fields whose values differ between `before` and `after`."""
+    snapshot_id: str | None = None
+    """The on-demand snapshot this event belongs to, or null (since 1.1)."""
+
+
+class DeletionData(BaseModel, Generic[ContentT]):
+    """The `data` of a deletion event: a record left the channel's list."""
+
+    model_config = _CONTRACT
+
+    channel_id: int
+    """The Akinon sales channel the record belonged to."""
+    key: int
+    """The record key: `pk` of a stock, `id` of a price."""
+    operation: Literal["deleted"]
+    """Always `deleted`."""
+    sequence: int
+    """The record's change count: one more than its last change event."""
+    modified_date: datetime
+    """When the publisher found the record gone (after every version it published of it):
+    the first key of the record's order."""
+    fingerprint: str
+    """Digest of the content in `before`, the last content published."""
+    before: ContentT
+    """The content last published for this record."""
+
+
+class HeartbeatData(BaseModel):
+    """The `data` of a heartbeat: one sync step of one (channel, resource) succeeded."""
+
+    model_config = _CONTRACT
+
+    channel_id: int
+    """The Akinon sales channel the step read."""
+    resource: Resource
+    """Which kind of record the step read."""
+    completed_at: datetime
+    """When the step ended."""
+    interval_seconds: float | None
+    """How often steps are scheduled, or null when they are not (a one-off `poll`)."""
+    complete_scan: bool
+    """Whether this step read the whole list (it can find deletes) or a date range."""
+    watermark: datetime | None
+    """The latest `modified_date` the publisher has committed for this (channel, resource)."""
+    last_complete_scan_at: datetime | None
+    """When the last complete scan of the list began."""
+    seen: int
+    """Records the step read."""
+    published: int
+    """Events the step published (changes, deletions, rejections)."""
+    deleted: int
+    """Records the step found deleted."""
+    rejected: int
+    """Records the step rejected."""
 
 
 class RejectionData(BaseModel):
@@ -110,9 +187,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     type: str
     """The event type; with `dataschema`, it says how to read `data`."""
     subject: str
-    """The record key as text (`unknown` for a rejected record without one)."""
+    """The record key as text (`unknown` for a rejected record without one; the resource for
+    a heartbeat)."""
     time: datetime
-    """When the change happened: the record's `modified_date`, or when it was rejected."""
+    """When the change happened: the record's `modified_date`, when it was found deleted or
+    rejected, when a heartbeat's step ended."""
     datacontenttype: Literal["application/json"]
     """The media type of `data`."""
     dataschema: str
@@ -133,16 +212,37 @@ class PriceChanged(CloudEvent[ChangeData[PriceContent]]):
     type: Literal["price.changed"]
 
 
+class StockDeleted(CloudEvent[DeletionData[StockContent]]):
+    """A stock record left the channel's stock list (since 1.1)."""
+
+    type: Literal["stock.deleted"]
+
+
+class PriceDeleted(CloudEvent[DeletionData[PriceContent]]):
+    """A price record left the channel's price list (since 1.1)."""
+
+    type: Literal["price.deleted"]
+
+
 class RecordRejected(CloudEvent[RejectionData]):
     """A record failed validation and was not published as a change."""
 
     type: Literal["record.rejected"]
 
 
+class Heartbeat(CloudEvent[HeartbeatData]):
+    """A sync step succeeded: the publisher is alive for this (channel, resource) (since 1.1)."""
+
+    type: Literal["publisher.heartbeat"]
+
+
 EVENT_MODELS: Final[dict[EventType, type[CloudEvent[Any]]]] = {
     EventType.STOCK_CHANGED: StockChanged,
     EventType.PRICE_CHANGED: PriceChanged,
+    EventType.STOCK_DELETED: StockDeleted,
+    EventType.PRICE_DELETED: PriceDeleted,
     EventType.RECORD_REJECTED: RecordRejected,
+    EventType.HEARTBEAT: Heartbeat,
 }
 
 

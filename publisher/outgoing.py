@@ -11,7 +11,7 @@ A -> B -> A still gets a new id for its second A (the sequence differs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from publisher import topology
-from publisher.diff import Change, Rejection
+from publisher.diff import Change, Deletion, Rejection
 from publisher.events import (
     CHANGED_TYPE,
     DATA_CONTENT_TYPE,
+    DELETED_TYPE,
     MESSAGE_CONTENT_TYPE,
     SPEC_VERSION,
     EventType,
@@ -46,16 +47,27 @@ class OutgoingEvent:
     exchange: str
     routing_key: str
     body: bytes
+    # A heartbeat nobody is bound for is dropped, not returned: it is not worth keeping.
+    mandatory: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class EventContext:
-    """What every event of one sync step shares, worked out once per step."""
+    """What every event of one sync step shares, worked out once per step.
+
+    `reload`: the step loads the whole list into an empty state (the first load, or after
+    the state was lost): what it sees for the first time is a `snapshot`, not `created`.
+    `snapshot_id` marks the events of an on-demand snapshot; `queue` sends them to that
+    one queue instead of the routing keys every consumer binds.
+    """
 
     channel_id: int
     resource: Resource
     source: str
     observed_at: datetime
+    reload: bool = False
+    snapshot_id: str | None = None
+    queue: str | None = None
     kind: EventType = field(init=False)
     exchange: str = field(init=False)
     routing_key: str = field(init=False)
@@ -63,13 +75,26 @@ class EventContext:
 
     def __post_init__(self) -> None:
         # Frozen for the callers; these derived values are set once, here.
+        exchange = topology.exchange_for(self.resource)
+        routing_key = topology.changed_routing_key(self.resource, self.channel_id)
+        if self.queue is not None:
+            exchange, routing_key = topology.DEFAULT_EXCHANGE, self.queue
+        prefix = f"{self.channel_id}|{self.resource.value}|"
+        if self.snapshot_id is not None:
+            prefix += f"snapshot|{self.snapshot_id}|"
         for name, value in (
             ("kind", CHANGED_TYPE[self.resource]),
-            ("exchange", topology.exchange_for(self.resource)),
-            ("routing_key", topology.changed_routing_key(self.resource, self.channel_id)),
-            ("id_prefix", f"{self.channel_id}|{self.resource.value}|"),
+            ("exchange", exchange),
+            ("routing_key", routing_key),
+            ("id_prefix", prefix),
         ):
             object.__setattr__(self, name, value)
+
+    def operation(self, change: Change) -> str:
+        """Return the operation an event of this change carries (see `EventContext`)."""
+        if self.snapshot_id is not None or (self.reload and change.operation == "created"):
+            return "snapshot"
+        return change.operation
 
 
 def source_uri(base_url: str, channel_id: int) -> str:
@@ -98,25 +123,101 @@ def changed_fields(
 
 def change_event(ctx: EventContext, change: Change) -> OutgoingEvent:
     """Build the `stock.changed` / `price.changed` event of one change."""
-    resource = ctx.resource
-    before = None if change.before is None else content_of(resource, change.before)
-    after = change.content or content_of(resource, change.after)
-    fp = digest(change.after)
-    # (channel, resource, key, sequence, digest), the step's shared part formatted once.
-    ident = _uuid_text(f"{ctx.id_prefix}{change.key}|{change.sequence}|{fp}")
+    operation = ctx.operation(change)
+    before = None
+    if change.before is not None and operation != "snapshot":
+        before = content_of(ctx.resource, change.before)
+    after = change.content or content_of(ctx.resource, change.after)
     time = change.record.modified_date
+    return _changed(ctx, change.key, operation, change.sequence, before, after, change.after, time)
+
+
+def snapshot_event(
+    ctx: EventContext, key: int, sequence: int, form: bytes, modified: datetime
+) -> OutgoingEvent:
+    """Build the snapshot event of a record whose stored version is its current content."""
+    after = content_of(ctx.resource, form)
+    return _changed(ctx, key, "snapshot", sequence, None, after, form, modified)
+
+
+def _changed(
+    ctx: EventContext,
+    key: int,
+    operation: str,
+    sequence: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    form: bytes,
+    time: datetime,
+) -> OutgoingEvent:
+    """Write a change event: every `*.changed` document comes through here."""
+    fp = digest(form)
+    # (channel, resource, key, sequence, digest), the step's shared part formatted once.
+    ident = _uuid_text(f"{ctx.id_prefix}{key}|{sequence}|{fp}")
     data = {
         "channel_id": ctx.channel_id,
-        "key": change.key,
-        "operation": change.operation,
-        "sequence": change.sequence,
+        "key": key,
+        "operation": operation,
+        "sequence": sequence,
         "modified_date": time,
         "fingerprint": fp,
         "before": before,
         "after": after,
-        "changed_fields": changed_fields(resource, before, after),
+        "changed_fields": changed_fields(ctx.resource, before, after),
     }
-    return _event(ctx, ctx.kind, ident, str(change.key), time, data, ctx.exchange, ctx.routing_key)
+    if ctx.snapshot_id is not None:
+        data["snapshot_id"] = ctx.snapshot_id
+    return _event(ctx, ctx.kind, ident, str(key), time, data, ctx.exchange, ctx.routing_key)
+
+
+def deletion_event(ctx: EventContext, deletion: Deletion, when: datetime) -> OutgoingEvent:
+    """Build the `stock.deleted` / `price.deleted` event of a record that left its list.
+
+    `when` is the moment the deletion is dated: after every version published of the record.
+    """
+    resource = ctx.resource
+    fp = digest(deletion.before)
+    ident = _uuid_text(f"{ctx.id_prefix}deleted|{deletion.key}|{deletion.sequence}|{fp}")
+    data = {
+        "channel_id": ctx.channel_id,
+        "key": deletion.key,
+        "operation": "deleted",
+        "sequence": deletion.sequence,
+        "modified_date": when,
+        "fingerprint": fp,
+        "before": content_of(resource, deletion.before),
+    }
+    return _event(
+        ctx,
+        DELETED_TYPE[resource],
+        ident,
+        str(deletion.key),
+        when,
+        data,
+        topology.exchange_for(resource),
+        topology.deleted_routing_key(resource, ctx.channel_id),
+    )
+
+
+def heartbeat_event(
+    ctx: EventContext, completed_at: datetime, data: dict[str, Any]
+) -> OutgoingEvent:
+    """Build the heartbeat of a step that succeeded; `data` holds its counts and marks."""
+    document = {"channel_id": ctx.channel_id, "resource": ctx.resource.value, **data}
+    document["completed_at"] = completed_at
+    ident = _uuid_text(f"{ctx.id_prefix}heartbeat|{completed_at.isoformat()}")
+    routing_key = topology.heartbeat_routing_key(ctx.resource, ctx.channel_id)
+    event = _event(
+        ctx,
+        EventType.HEARTBEAT,
+        ident,
+        ctx.resource.value,
+        completed_at,
+        document,
+        topology.HEARTBEAT_EXCHANGE,
+        routing_key,
+    )
+    return replace(event, mandatory=False)
 
 
 def rejection_event(ctx: EventContext, rejection: Rejection) -> OutgoingEvent:

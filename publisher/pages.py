@@ -124,9 +124,11 @@ class RecordPage(Sequence[Any]):
         "_decoded",
         "_raws",
         "_rows",
+        "cut_short",
         "forms",
         "keys",
         "newest_modified",
+        "oldest_modified",
         "resource",
     )
 
@@ -146,6 +148,10 @@ class RecordPage(Sequence[Any]):
         self.keys = keys
         self.forms = forms
         self.newest_modified = newest_modified
+        self.oldest_modified: str | None = None
+        # Set by the client on the last page of a scan that stopped before the list's end
+        # (a server ignoring `page`): the scan saw only part of the list.
+        self.cut_short = False
         self._body = body
         self._rows = rows
         self._raws: list[msgspec.Raw] | None = None
@@ -161,19 +167,23 @@ class RecordPage(Sequence[Any]):
         )
         # ISO-8601 text in one format sorts as the moments do.
         newest: str | None = max(map(_MODIFIED, rows), default=None)
-        return cls(resource, keys, forms, newest, body=body, rows=rows)
+        page = cls(resource, keys, forms, newest, body=body, rows=rows)
+        page.oldest_modified = min(map(_MODIFIED, rows), default=None)
+        return page
 
     @classmethod
     def plain(cls, resource: Resource, records: Sequence[Any]) -> RecordPage:
         """Return the page of records decoded as orjson decodes them, whatever they hold."""
         decoded = dict(enumerate(records))
-        return cls(
+        page = cls(
             resource,
             page_keys(resource, records),
             page_canonicals(resource, records),
             newest_modified(records),
             decoded=decoded,
         )
+        page.oldest_modified = newest_modified(records, oldest=True)
+        return page
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -289,16 +299,20 @@ def raw_key(resource: Resource, raw: Any) -> Any:
     return None
 
 
-def newest_modified(raws: Sequence[Any]) -> str | None:
-    """Return the latest `modified_date` text of decoded records (ISO text sorts as time)."""
+def newest_modified(raws: Sequence[Any], *, oldest: bool = False) -> str | None:
+    """Return the latest (or the earliest) `modified_date` text of decoded records.
+
+    ISO-8601 text in one format sorts as the moments do.
+    """
+    pick = min if oldest else max
     try:  # the common case, in C
-        newest: str | None = max(map(_MODIFIED_KEY, raws), default=None)
-        if newest is None or type(newest) is str:
-            return newest
+        found: str | None = pick(map(_MODIFIED_KEY, raws), default=None)
+        if found is None or type(found) is str:
+            return found
     except (KeyError, TypeError):
         pass
     dates = (r.get("modified_date") for r in raws if type(r) is dict)
-    return max((d for d in dates if type(d) is str), default=None)
+    return pick((d for d in dates if type(d) is str), default=None)
 
 
 def decode_page(resource: Resource, body: bytes) -> Any:

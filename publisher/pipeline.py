@@ -7,28 +7,38 @@ the in-process demo and in tests.
 Each page is its own batch: its events are published and confirmed before its state is
 committed. If anything fails, the step raises and what was not committed is published
 again, with the same event ids, by the next step.
+
+A complete scan (the whole list, no date filter) that read every page then knows every
+key of the list: the tracked records it did not see are published as deleted and then
+forgotten (`publisher.deletes`), unless so many vanished at once that the read is not
+believable.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from publisher.diff import PageDiff, Rejection, Stored, diff_page, unreported
+from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
+from publisher.diff import Deletion, PageDiff, Rejection, Stored, diff_page, unreported
 from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
     change_event,
+    deletion_event,
     rejection_event,
     source_uri,
 )
 from publisher.pages import RecordPage
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.records import Endpoint, Resource
+
+# Deletion events go out in batches of this many: each confirmed, then forgotten.
+DELETE_BATCH = 500
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ class StepSpec:
     channel_id: int
     resource: Resource
     base_url: str
-    endpoint: Endpoint = Endpoint.INSERTS_OR_UPDATES
+    endpoint: Endpoint = Endpoint.LIST
     acknowledge: bool = False
     # Incremental steps ask only for records modified since this moment (see `plan_since`).
     since: str | None = None
@@ -49,6 +59,28 @@ class StepSpec:
     full_scan_seconds: float = 900.0
     # Acknowledging drains a work queue from its first page; this bounds one step's rounds.
     max_rounds: int = 1000
+    # The step loads the list into an empty state (first load, or the state was lost).
+    reload: bool = False
+    # The newest `modified_date` ever committed for the list: deletions are dated after it.
+    newest_seen: datetime | None = None
+    delete_guard: DeleteGuard = field(default_factory=DeleteGuard)
+    # Read every stored key after a complete scan even if the tracked count agrees.
+    reconcile: bool = False
+    # How often steps are scheduled (heartbeats say so), None for a one-off step.
+    interval_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.acknowledge != self.endpoint.is_work_queue:
+            raise ValueError(
+                f"endpoint {self.endpoint.value} cannot be read "
+                f"{'acknowledging' if self.acknowledge else 'read-only'}: acknowledging drains "
+                "a work queue (inserts, updates, inserts_or_updates), reading only takes a list"
+            )
+
+    @property
+    def complete(self) -> bool:
+        """Say whether the step reads the whole list (so it can find deletes)."""
+        return self.since is None and not self.acknowledge and not self.endpoint.is_work_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +99,14 @@ class StepSummary:
     skipped_because: str | None = None
     incremental: bool = False
     newest_modified: str | None = None
+    complete_scan: bool = False
+    deleted: int = 0
+    # Vanished records the delete guard held back (nothing published for them).
+    deletes_held: int = 0
+    # Whether the whole state's keys were read to find deletes (see `publisher.deletes`).
+    reconciled: bool = False
+    # A date-filtered step got records older than its filter: the server ignores it.
+    date_filter_ignored: bool = False
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -94,9 +134,10 @@ class StepSummary:
             )
         return (
             f"channel={self.channel_id} resource={self.resource} pages={self.pages} "
-            f"seen={self.seen} changed={self.changed} published={self.published} "
-            f"rejected={self.rejected} acknowledged={self.acknowledged} "
-            f"duration={self.duration_seconds:.3f}s"
+            f"seen={self.seen} changed={self.changed} deleted={self.deleted} "
+            f"published={self.published} rejected={self.rejected} "
+            f"acknowledged={self.acknowledged} duration={self.duration_seconds:.3f}s"
+            + (f" deletes_held={self.deletes_held}" if self.deletes_held else "")
         )
 
 
@@ -130,7 +171,7 @@ def sync_step(
     but page N is committed before page N+1 is published, so the commit order is the page
     order and a failure leaves nothing committed past the last confirmed page. (When
     acknowledging, each page is finished before the next is fetched: the work queue only
-    moves on once a page is acknowledged.)
+    moves on once a page is acknowledged.) A complete scan then finds the deletes.
     """
     started = time.monotonic()
     ctx = EventContext(
@@ -138,11 +179,22 @@ def sync_step(
         spec.resource,
         source_uri(spec.base_url, spec.channel_id),
         datetime.now(UTC),
+        reload=spec.reload,
     )
-    summary = StepSummary(spec.channel_id, spec.resource.value, incremental=spec.since is not None)
+    summary = StepSummary(
+        spec.channel_id,
+        spec.resource.value,
+        incremental=spec.since is not None,
+        complete_scan=spec.complete,
+    )
+    scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
     for records in _pages(spec, source):
         page = prepare_page(ctx, records, state, in_flight[0] if in_flight else None)
+        if scan is not None:
+            scan.add(records, page.diff)
+        if _ignores_date_filter(spec, records):
+            summary = replace(summary, date_filter_ignored=True)
         if in_flight is not None:
             summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
         in_flight = (page, publisher.send(page.events))
@@ -154,7 +206,81 @@ def sync_step(
                 break  # nothing left that we can take off the work queue this step
     if in_flight is not None:
         summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+    if scan is not None and not scan.cut_short:
+        summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
+    elif scan is not None:
+        summary = replace(summary, complete_scan=False)
     return replace(summary, duration_seconds=time.monotonic() - started)
+
+
+def _ignores_date_filter(spec: StepSpec, records: RecordPage) -> bool:
+    """Say whether a date-filtered page holds a record older than the filter."""
+    if spec.since is None or records.oldest_modified is None:
+        return False
+    try:
+        oldest = datetime.fromisoformat(records.oldest_modified)
+    except ValueError:
+        return False  # not a date: the record is rejected, the filter is not judged by it
+    return oldest < datetime.fromisoformat(spec.since)
+
+
+def _delete_vanished(
+    spec: StepSpec,
+    ctx: EventContext,
+    state: StateStore,
+    publisher: EventPublisher,
+    scan: Scan,
+    summary: StepSummary,
+) -> StepSummary:
+    """After a complete scan: publish the deletion of what vanished, then forget it."""
+    channel_id, resource = spec.channel_id, spec.resource
+    tracked, present = state.tracked(channel_id, resource), scan.tracked_seen()
+    if tracked == present and not spec.reconcile:
+        return summary
+    every_key = state.keys(channel_id, resource)
+    if len(every_key) != tracked:  # the kept count drifted: the keys themselves are right
+        state.write_meta(channel_id, resource, {"tracked": str(len(every_key))})
+    vanished = missing(every_key, scan)
+    summary = replace(summary, reconciled=True)
+    if spec.delete_guard.holds(len(vanished), len(every_key)):
+        log.error(
+            "deletes held channel=%s resource=%s vanished=%d tracked=%d: more than the "
+            "delete guard believes; nothing was published or forgotten (release them with "
+            "`akinon-publisher deletes release`)",
+            channel_id,
+            resource.value,
+            len(vanished),
+            len(every_key),
+        )
+        return replace(summary, deletes_held=len(vanished))
+    when = deleted_at(ctx.observed_at, spec.newest_seen)
+    for start in range(0, len(vanished), DELETE_BATCH):
+        batch = vanished[start : start + DELETE_BATCH]
+        gone = deletions(batch, state.load(channel_id, resource, batch))
+        _publish_deletions(ctx, state, publisher, gone, when)
+        summary = replace(
+            summary, deleted=summary.deleted + len(gone), published=summary.published + len(gone)
+        )
+    return summary
+
+
+def _publish_deletions(
+    ctx: EventContext,
+    state: StateStore,
+    publisher: EventPublisher,
+    gone: list[Deletion],
+    when: datetime,
+) -> None:
+    """Publish deletion events, and forget the records only once the broker confirmed."""
+    publisher.confirm(publisher.send([deletion_event(ctx, d, when) for d in gone]))
+    state.forget(ctx.channel_id, ctx.resource, gone)
+    for deletion in gone:
+        log.info(
+            "record deleted channel=%s resource=%s key=%s",
+            ctx.channel_id,
+            ctx.resource.value,
+            deletion.key,
+        )
 
 
 def prepare_page(
@@ -231,28 +357,6 @@ def _newest(first: str | None, second: str | None) -> str | None:
     if first is None or second is None:
         return first or second
     return max(first, second)
-
-
-def plan_since(
-    meta: Mapping[str, str], now: datetime, *, lookback_seconds: float, full_scan_seconds: float
-) -> str | None:
-    """Choose where an incremental step starts, or None for a full scan.
-
-    A full scan runs when there is no watermark yet or the last full scan is older than
-    `full_scan_seconds`: it is the safety net for anything a date filter could miss (a
-    record saved with an older `modified_date` than one already seen). Otherwise the step
-    asks for records modified since the watermark minus `lookback_seconds`; records seen
-    again are dropped by their fingerprints.
-    """
-    watermark, last_full = meta.get("watermark"), meta.get("last_full_scan_at")
-    if not watermark or not last_full:
-        return None
-    if (now - datetime.fromisoformat(last_full)).total_seconds() >= full_scan_seconds:
-        return None
-    start = datetime.fromisoformat(watermark.replace("Z", "+00:00")) - timedelta(
-        seconds=lookback_seconds
-    )
-    return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _acknowledge(spec: StepSpec, source: ChangeSource, records: RecordPage, diff: PageDiff) -> int:

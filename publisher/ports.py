@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Protocol
 
-from publisher.diff import Change, Rejection, StoredPage
+from publisher.diff import Change, Deletion, Rejection, StoredPage
 from publisher.outgoing import OutgoingEvent
 from publisher.pages import RecordPage
 from publisher.records import Endpoint, Resource
@@ -64,8 +64,16 @@ class StateStore(Protocol):
         """Record published changes and reported rejections, all or nothing per call."""
         ...
 
+    def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
+        """Remove records whose deletion was published, all or nothing per call."""
+        ...
+
+    def keys(self, channel_id: int, resource: Resource) -> list[int]:
+        """Return every key with a stored state, ascending (a slow, whole-state read)."""
+        ...
+
     def tracked(self, channel_id: int, resource: Resource) -> int:
-        """Return how many records have a stored state."""
+        """Return how many records have a stored state (a count kept as records come and go)."""
         ...
 
     def write_meta(self, channel_id: int, resource: Resource, fields: Mapping[str, str]) -> None:

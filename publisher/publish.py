@@ -69,7 +69,7 @@ def event_frames(event: OutgoingEvent, channel: int, frame_max: int) -> bytes:
         routing_key=event.routing_key,
         body=event.body,
         properties=message_properties(event),
-        mandatory=True,
+        mandatory=event.mandatory,
         frame_max=frame_max,
     )
 

@@ -66,6 +66,11 @@ class Endpoint(StrEnum):
         """Return the path after the resource segment, '' for the plain list."""
         return "" if self is Endpoint.LIST else f"{self.value}/"
 
+    @property
+    def is_work_queue(self) -> bool:
+        """Say whether this is a work queue, drained by acknowledging (not a whole list)."""
+        return self not in (Endpoint.LIST, Endpoint.DETAILED)
+
 
 # The attribute docstrings below become the field descriptions of the published schemas.
 _MODEL_CONFIG = ConfigDict(

@@ -10,27 +10,23 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-import orjson
-
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
+from publisher.deletes import DeleteGuard
 from publisher.errors import PublisherError
 from publisher.lock import holder, single_flight
-from publisher.pipeline import (
-    ProgressCallback,
-    StepSpec,
-    StepSummary,
-    plan_since,
-    sync_step,
-)
+from publisher.outgoing import EventContext, heartbeat_event, source_uri
+from publisher.pipeline import ProgressCallback, StepSpec, StepSummary, sync_step
+from publisher.plan import plan_step, step_progress
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.publish import KombuPublisher
-from publisher.records import Resource
+from publisher.records import Endpoint, Resource
 from publisher.redis_client import RedisClient
+from publisher.snapshot import SnapshotSpec, SnapshotSummary, snapshot_step
 from publisher.state import RedisStateStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +85,7 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
         channel_id=channel_id,
         resource=resource,
         base_url=settings.akinon_url,
-        endpoint=settings.akinon_endpoint,
+        endpoint=settings.endpoint,
         acknowledge=settings.akinon_acknowledge,
         lookback_seconds=(
             settings.incremental_lookback_seconds
@@ -97,7 +93,36 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
             else None
         ),
         full_scan_seconds=settings.full_scan_interval_seconds,
+        delete_guard=DeleteGuard(
+            share=settings.delete_guard_share, minimum=settings.delete_guard_min_records
+        ),
+        interval_seconds=settings.interval_for(channel_id),
     )
+
+
+def snapshot_spec(
+    settings: Settings, channel_id: int, resource: Resource, snapshot_id: str, queue: str | None
+) -> SnapshotSpec:
+    """Describe one snapshot: the channel's whole list (the work queue is never read)."""
+    endpoint = settings.endpoint if not settings.endpoint.is_work_queue else Endpoint.LIST
+    return SnapshotSpec(channel_id, resource, settings.akinon_url, snapshot_id, queue, endpoint)
+
+
+def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
+    """Publish one snapshot (no lock: it reads the state and writes none); log its outcome."""
+    try:
+        summary = snapshot_step(spec, edges.source, edges.state, edges.publisher)
+    except PublisherError as exc:
+        step_log.error(
+            "snapshot failed snapshot=%s channel=%s resource=%s: %s",
+            spec.snapshot_id,
+            spec.channel_id,
+            spec.resource.value,
+            exc,
+        )
+        raise
+    step_log.info("snapshot done %s", summary.line())
+    return summary
 
 
 def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:
@@ -143,37 +168,11 @@ class ProgressLog:
         )
 
 
-def _plan(spec: StepSpec, state: StateStore) -> tuple[StepSpec, dict[str, str]]:
-    if spec.lookback_seconds is None or spec.acknowledge:
-        return spec, {}
-    meta = state.read_meta(spec.channel_id, spec.resource)
-    since = plan_since(
-        meta,
-        datetime.now(UTC),
-        lookback_seconds=spec.lookback_seconds,
-        full_scan_seconds=spec.full_scan_seconds,
-    )
-    return replace(spec, since=since), meta
-
-
-def _progress(summary: StepSummary, meta: dict[str, str], started_at: str) -> dict[str, str]:
-    """Return the bookkeeping of a successful step: outcome, watermark, last full scan."""
-    fields = {
-        "last_success_at": _now(),
-        "last_summary": orjson.dumps(summary.as_dict()).decode(),
-    }
-    watermark = max(filter(None, (meta.get("watermark"), summary.newest_modified)), default=None)
-    if watermark:
-        fields["watermark"] = watermark
-    if not summary.incremental:
-        fields["last_full_scan_at"] = started_at
-    return fields
-
-
 def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
-    started_at = _now()
+    started_at = datetime.now(UTC)
     try:
-        spec, meta = _plan(spec, edges.state)
+        meta = edges.state.read_meta(spec.channel_id, spec.resource)
+        spec = plan_step(spec, meta, started_at)
         summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
     except PublisherError as exc:
         step_log.error(
@@ -190,8 +189,41 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
         )
         raise
     step_log.info("step done %s", summary.line())
-    _record(edges.state, spec, _progress(summary, meta, started_at))
+    if summary.date_filter_ignored and not meta.get("date_filter_ignored_at"):
+        step_log.warning(
+            "date filter ignored channel=%s resource=%s: the server answered "
+            "modified_date__gte=%s with older records; this list is read by complete scans "
+            "from now on",
+            spec.channel_id,
+            spec.resource.value,
+            spec.since,
+        )
+    progress = step_progress(summary, meta, started_at, datetime.now(UTC))
+    _record(edges.state, spec, progress)
+    _heartbeat(spec, edges, summary, {**meta, **progress})
     return summary
+
+
+def _heartbeat(spec: StepSpec, edges: Edges, summary: StepSummary, meta: dict[str, str]) -> None:
+    """Publish the step's heartbeat; a failure is logged, never the step's own outcome."""
+    now = datetime.now(UTC)
+    ctx = EventContext(
+        spec.channel_id, spec.resource, source_uri(spec.base_url, spec.channel_id), now
+    )
+    data = {
+        "interval_seconds": spec.interval_seconds,
+        "complete_scan": summary.complete_scan,
+        "watermark": meta.get("newest_seen") or None,
+        "last_complete_scan_at": meta.get("last_full_scan_at") or None,
+        "seen": summary.seen,
+        "published": summary.published,
+        "deleted": summary.deleted,
+        "rejected": summary.rejected,
+    }
+    try:
+        edges.publisher.publish([heartbeat_event(ctx, now, data)])
+    except PublisherError as exc:
+        log.warning("could not publish the heartbeat: %s", exc)
 
 
 def _record(state: StateStore, spec: StepSpec, fields: dict[str, str]) -> None:

@@ -22,13 +22,13 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any, Final
+from typing import Final
 
 from redis.typing import EncodableT, FieldT
 
 from publisher import topology
 from publisher.buckets import Bucket
-from publisher.diff import Change, Rejection, Stored, StoredPage
+from publisher.diff import Change, Deletion, Rejection, Stored, StoredPage
 from publisher.errors import StateStoreError
 from publisher.records import Resource
 from publisher.redis_client import REDIS_ERRORS, RedisClient, connect, translate
@@ -76,6 +76,8 @@ _COMMIT_SCRIPT: Final = (
 # A commit whose buckets changed under it reads them again and retries; only a second writer
 # of the same (channel, resource), which the step lock rules out, can make that happen.
 _COMMIT_ATTEMPTS: Final = 5
+# Buckets read per MGET when every tracked key is listed.
+_KEYS_CHUNK: Final = 500
 # Bucket strings this store read or wrote last, so a commit need not read them again.
 _RECENT_BUCKETS: Final = 512
 # The buckets of the last loads, split into lines: a page is committed after the next page
@@ -156,18 +158,41 @@ class RedisStateStore:
         """Merge a page's changes into their buckets and record its rejections, atomically."""
         if not changes and not rejections:
             return
-        updates: dict[int, dict[int, Stored]] = defaultdict(dict)
-        for change in changes:
-            updates[change.key // topology.BUCKET_SIZE][change.key] = Stored(
-                change.sequence, change.after
-            )
+        versions = {change.key: Stored(change.sequence, change.after) for change in changes}
+        created = sum(1 for c in changes if c.operation != "updated")
+        reported = {r.key: r.digest for r in rejections if r.key is not None}
+        self._write(channel_id, resource, versions, created, reported)
+
+    def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
+        """Remove deleted records from their buckets (and from the rejected), atomically."""
+        if deletions:
+            gone: dict[int, Stored | None] = {d.key: None for d in deletions}
+            self._write(channel_id, resource, gone, -len(gone), {})
+
+    def _write(
+        self,
+        channel_id: int,
+        resource: Resource,
+        versions: Mapping[int, Stored | None],
+        tracked: int,
+        reported: Mapping[int, str],
+    ) -> None:
+        """Merge versions (None: forget) into their buckets with compare-and-set, one script.
+
+        `tracked` changes the tracked count; `reported` are rejections (key -> digest); every
+        key in `versions` is no longer rejected.
+        """
+        updates: dict[int, dict[int, Stored | None]] = defaultdict(dict)
+        for key, version in versions.items():
+            updates[key // topology.BUCKET_SIZE][key] = version
         names = [topology.state_bucket(channel_id, resource, number) for number in updates]
         script_keys = [
             *names,
             topology.rejected(channel_id, resource),
             topology.meta(channel_id, resource),
         ]
-        bookkeeping = _bookkeeping(changes, rejections)
+        pairs = [item for key, digest in reported.items() for item in (key, digest)]
+        bookkeeping = [tracked, len(reported), *pairs, *versions]
         for _ in range(_COMMIT_ATTEMPTS):
             bases = self._recall(names)
             blobs = [
@@ -180,13 +205,26 @@ class RedisStateStore:
                     keys=script_keys, args=[len(names), *expected, *blobs, *bookkeeping]
                 )
             if not conflict:
-                self._remember(names, blobs)
+                self._remember(names, [blob or None for blob in blobs])
                 return
             self._forget(names)  # read them afresh and merge again
         raise StateStoreError(
             f"state buckets of channel {channel_id} {resource.value} kept changing during a "
             f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
         )
+
+    def keys(self, channel_id: int, resource: Resource) -> list[int]:
+        """Return every tracked key, ascending: a scan of the keyspace (for reconciliation)."""
+        pattern = topology.state_bucket(channel_id, resource, 0)[:-1] + "*"
+        with _translated("read"):
+            names = sorted(set(self._redis.scan_iter(match=pattern, count=1000)))
+            found: list[int] = []
+            for start in range(0, len(names), _KEYS_CHUNK):
+                chunk = names[start : start + _KEYS_CHUNK]
+                for name, blob in zip(chunk, self._redis.mget(chunk), strict=True):
+                    number = int(_text(name).rsplit(":", 1)[1])
+                    found.extend(Bucket.decode(blob, number).versions())
+        return sorted(found)
 
     def _read(self, names: list[str]) -> list[bytes | None]:
         """Read bucket strings (one MGET) and remember them."""
@@ -246,14 +284,6 @@ class RedisStateStore:
         return {_text(k): _text(v) for k, v in raw.items()}
 
 
-def _bookkeeping(changes: Sequence[Change], rejections: Sequence[Rejection]) -> list[Any]:
-    """Return the commit script's last arguments: created, rejected pairs, valid again."""
-    created = sum(1 for c in changes if c.operation == "created")
-    reported = {r.key: r.digest for r in rejections if r.key is not None}
-    pairs = [item for key, digest in reported.items() for item in (key, digest)]
-    return [created, len(reported), *pairs, *(c.key for c in changes)]
-
-
 class MemoryStateStore:
     """Keep state in a dict: the embedded demo's store and the tests' twin of Redis."""
 
@@ -293,6 +323,19 @@ class MemoryStateStore:
             for rejection in rejections:
                 if rejection.key is not None:
                     self._rejected[where][rejection.key] = rejection.digest
+
+    def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
+        """Remove deleted records."""
+        where = (channel_id, resource)
+        with self._lock:
+            for deletion in deletions:
+                self._state[where].pop(deletion.key, None)
+                self._rejected[where].pop(deletion.key, None)
+
+    def keys(self, channel_id: int, resource: Resource) -> list[int]:
+        """Return every tracked key, ascending."""
+        with self._lock:
+            return sorted(self._state[(channel_id, resource)])
 
     def tracked(self, channel_id: int, resource: Resource) -> int:
         """Return how many records have a stored state."""

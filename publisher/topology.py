@@ -9,12 +9,17 @@ Nothing else in the package spells one of these names; everything looks them up 
     Redis, consumer kit  akc:{<queue>}:<channel>:<stream>:<n>    last applied events
     exchanges            akinon.<resource>   topic, durable, alternate akinon.unrouted
                          akinon.rejected     topic, durable, alternate akinon.unrouted
+                         akinon.heartbeat    topic, durable (no alternate: a heartbeat no
+                                             queue wants is dropped, never kept)
                          akinon.unrouted     fanout, durable
                          akinon.dead         direct, durable (the consumer kit's dead letters)
+                         "" (the default)    an on-demand snapshot sent to one named queue
     queues               akinon.unrouted; a consumer's <queue> and <queue>.dead;
                          akinon.tail.<random> (temporary, for watching)
     routing keys         <resource>.changed.<channel>    on akinon.<resource>
+                         <resource>.deleted.<channel>    on akinon.<resource>
                          <resource>.rejected.<channel>   on akinon.rejected
+                         <resource>.heartbeat.<channel>  on akinon.heartbeat
 
 Redis keys carry a hash tag, ``{<channel>:<resource>}`` or ``{<queue>}``, so every key one
 sync step (or one consumer queue) touches lives in one Redis Cluster slot and can share a
@@ -31,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from publisher.events import CHANGED_TYPE, EventType
+from publisher.events import CHANGED_TYPE, DELETED_TYPE, EventType
 from publisher.records import Resource
 
 # ------------------------------------------------------------------------------- Redis
@@ -103,6 +108,9 @@ def consumer_position(
 
 EXCHANGE_PREFIX: Final = "akinon"
 REJECTED_EXCHANGE: Final = "akinon.rejected"
+HEARTBEAT_EXCHANGE: Final = "akinon.heartbeat"
+# The default exchange routes by queue name: how a snapshot reaches one named queue.
+DEFAULT_EXCHANGE: Final = ""
 UNROUTED_EXCHANGE: Final = "akinon.unrouted"
 UNROUTED_QUEUE: Final = "akinon.unrouted"
 DEAD_EXCHANGE: Final = "akinon.dead"
@@ -136,6 +144,7 @@ UNROUTED: Final = ExchangeSpec(UNROUTED_EXCHANGE, "fanout")
 EVENT_EXCHANGES: Final = (
     *(ExchangeSpec(exchange_for(r), "topic", UNROUTED_EXCHANGE) for r in Resource),
     ExchangeSpec(REJECTED_EXCHANGE, "topic", UNROUTED_EXCHANGE),
+    ExchangeSpec(HEARTBEAT_EXCHANGE, "topic"),
 )
 DEAD: Final = ExchangeSpec(DEAD_EXCHANGE, "direct")
 
@@ -148,12 +157,24 @@ def dead_queue(queue: str) -> str:
 # ------------------------------------------------------------------------- routing keys
 
 CHANGED_KEY: Final = "{resource}.changed.{channel_id}"
+DELETED_KEY: Final = "{resource}.deleted.{channel_id}"
 REJECTED_KEY: Final = "{resource}.rejected.{channel_id}"
+HEARTBEAT_KEY: Final = "{resource}.heartbeat.{channel_id}"
 
 
 def changed_routing_key(resource: Resource, channel_id: int) -> str:
     """Return e.g. ``stock.changed.5``."""
     return CHANGED_KEY.format(resource=resource.value, channel_id=channel_id)
+
+
+def deleted_routing_key(resource: Resource, channel_id: int) -> str:
+    """Return e.g. ``stock.deleted.5``."""
+    return DELETED_KEY.format(resource=resource.value, channel_id=channel_id)
+
+
+def heartbeat_routing_key(resource: Resource, channel_id: int) -> str:
+    """Return e.g. ``stock.heartbeat.5`` (published on the heartbeat exchange)."""
+    return HEARTBEAT_KEY.format(resource=resource.value, channel_id=channel_id)
 
 
 def rejected_routing_key(resource: Resource, channel_id: int) -> str:
@@ -196,7 +217,9 @@ class Route:
 
 ROUTES: Final = (
     *(Route(CHANGED_TYPE[r], exchange_for(r), CHANGED_KEY, (r,)) for r in Resource),
+    *(Route(DELETED_TYPE[r], exchange_for(r), DELETED_KEY, (r,)) for r in Resource),
     Route(EventType.RECORD_REJECTED, REJECTED_EXCHANGE, REJECTED_KEY, tuple(Resource)),
+    Route(EventType.HEARTBEAT, HEARTBEAT_EXCHANGE, HEARTBEAT_KEY, tuple(Resource)),
 )
 
 

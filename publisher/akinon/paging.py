@@ -105,7 +105,9 @@ def array_page(body: RecordPage, request: PageRequest, where: Where) -> Page:
     # would take a second pass over the body, on every page).
     if request.previous_first is not None and body and body.row(0) == request.previous_first:
         log.warning("akinon.page_repeated %s: the server seems to ignore `page`; stopping", where)
-        return Page(RecordPage.plain(body.resource, []), None)
+        ended = RecordPage.plain(body.resource, [])
+        ended.cut_short = True  # the list's end was never reached
+        return Page(ended, None)
     if len(body) != request.limit:
         return Page(body, None)
     url = request.url.copy_set_param("page", str(request.page + 1))

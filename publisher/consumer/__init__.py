@@ -31,17 +31,22 @@ What happens to one message:
    the dead-letter queue. An event of a type or major version this kit does not know is
    acknowledged and skipped: new types and majors are added side by side (see
    `publisher.contract`); unknown fields are ignored.
-2. Duplicates and stale events are acknowledged and dropped, by the last applied (sequence,
-   id) of the record, kept in a `SequenceStore`:
+2. Duplicates and stale events are acknowledged and dropped, by the last applied
+   (modified_date, sequence, id) of the record, kept in a `SequenceStore`. A record's place
+   is (`modified_date`, `sequence`): Akinon's date first, so the order survives the
+   publisher losing its state (its sequences then start again at 1); its change and
+   deletion events share one order:
 
-   - sequence < last sequence                -> stale, never applied;
-   - sequence == last and id == last id      -> duplicate (a re-publish or redelivery);
-   - sequence == last and id != last id      -> applied: after a crash the producer may
+   - place before the last one's             -> stale, never applied;
+   - same place and id == last id            -> duplicate (a re-publish or redelivery);
+   - same place and id != last id            -> applied: after a crash the producer may
      re-publish a sequence with newer content, superseding a version it never committed;
-   - sequence > last, or no last             -> applied.
+   - place after the last one's, or no last  -> applied.
 
-   `record.rejected` events carry no sequence; one equal to the last seen for the record is
-   a duplicate.
+   `record.rejected` events carry no place; one equal to the last seen for the record is a
+   duplicate. Heartbeats (`publisher.heartbeat`) are about no record: they go to the
+   handler as they come, and `Subscription.heartbeats` keeps the last one per (channel,
+   resource).
 3. The handler runs. If it returns, the (sequence, id) is remembered, then the message is
    acknowledged: acknowledging only after both means a crash causes a redelivery, never a
    loss, so handlers must be idempotent (and the store makes most repeats cheap no-ops).
@@ -81,6 +86,8 @@ from publisher.consumer.rules import (
     RecordRef,
     Verdict,
     judge,
+    locate,
+    microseconds,
     position,
     read_event,
 )
@@ -119,6 +126,8 @@ __all__ = [
     "exchanges_for",
     "follow",
     "judge",
+    "locate",
+    "microseconds",
     "position",
     "read_event",
     "replay_dead_letters",

@@ -1,13 +1,17 @@
 """Judge one message: read its body into a typed event and say whether it is new.
 
 Pure: no broker, no store. `read_event` parses a body (unknown types and majors are None,
-unreadable bodies raise `InvalidEvent`); `position` names the record an event is about and
-its sequence; `judge` compares that with the last event applied for the record.
+unreadable bodies raise `InvalidEvent`); `locate` names the record an event is about and
+its place in the record's order; `judge` compares that with the last event applied for the
+record. The order is the contract's (`publisher.events.ORDERING_RULE`): `modified_date`
+first, `sequence` second, so it holds after the publisher lost its state and its sequences
+started again at 1. A record's change and deletion events share one stream.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,10 +19,13 @@ import orjson
 from pydantic import ValidationError
 
 from publisher.events import (
+    CHANGED_TYPE,
+    DELETED_TYPE,
     EVENT_MODELS,
     SCHEMA_MAJOR,
     ChangeData,
     CloudEvent,
+    DeletionData,
     EventType,
     RejectionData,
 )
@@ -39,10 +46,15 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The last event applied for one record: its sequence and its id."""
+    """The last event applied for one record: its sequence, its id, its `modified_date`.
+
+    `modified` is in microseconds since the epoch; None where it is not known (a position
+    remembered before version 1.1 of the kit).
+    """
 
     sequence: int
     event_id: str
+    modified: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,25 +66,71 @@ class RecordRef:
     key: int | None
 
 
-def judge(last: Applied | None, sequence: int, event_id: str) -> Verdict:
-    """Decide whether an event with this sequence and id should be applied."""
-    if last is None or sequence > last.sequence:
+def judge(
+    last: Applied | None, sequence: int, event_id: str, modified: int | None = None
+) -> Verdict:
+    """Decide whether an event at (modified, sequence) with this id should be applied.
+
+    Where either `modified` is unknown, the sequence alone decides (the 1.0 rule).
+    """
+    if last is None:
         return Verdict.NEW
-    if sequence < last.sequence:
-        return Verdict.STALE
-    # Same sequence: a re-publish of the same version, or a newer version that replaced
-    # one the producer never committed (it then has another id).
+    if modified is not None and last.modified is not None and modified != last.modified:
+        return Verdict.NEW if modified > last.modified else Verdict.STALE
+    if sequence != last.sequence:
+        return Verdict.NEW if sequence > last.sequence else Verdict.STALE
+    # Same place: a re-publish of the same version, or a newer version that replaced one
+    # the producer never committed (it then has another id).
     return Verdict.DUPLICATE if event_id == last.event_id else Verdict.NEW
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an event stands: its record and its place in the record's order."""
+
+    ref: RecordRef
+    sequence: int
+    modified: int | None
+
+    def applied(self, event_id: str) -> Applied:
+        """Return what to remember once this event is applied."""
+        return Applied(self.sequence, event_id, self.modified)
+
+
+# A resource's change and deletion events share its change stream's name.
+_STREAMS = {
+    **{kind.value: kind.value for kind in CHANGED_TYPE.values()},
+    **{deleted.value: CHANGED_TYPE[r].value for r, deleted in DELETED_TYPE.items()},
+}
+
+
+def locate(event: CloudEvent[Any]) -> Place | None:
+    """Return an event's record and place; None for an event about no record (a heartbeat)."""
+    data = event.data
+    if isinstance(data, ChangeData | DeletionData):
+        ref = RecordRef(data.channel_id, _STREAMS[event.type], data.key)
+        return Place(ref, data.sequence, microseconds(data.modified_date))
+    if isinstance(data, RejectionData):
+        return Place(
+            RecordRef(data.channel_id, f"{data.resource.value}.rejected", data.key), 0, None
+        )
+    return None
 
 
 def position(event: CloudEvent[Any]) -> tuple[RecordRef, int]:
     """Return which record an event is about and its sequence (0 for a rejection)."""
-    data = event.data
-    if isinstance(data, ChangeData):
-        return RecordRef(data.channel_id, event.type, data.key), data.sequence
-    if isinstance(data, RejectionData):
-        return RecordRef(data.channel_id, f"{data.resource.value}.rejected", data.key), 0
-    raise TypeError(f"no record position in {type(data).__name__}")
+    place = locate(event)
+    if place is None:
+        raise TypeError(f"no record position in {type(event.data).__name__}")
+    return place.ref, place.sequence
+
+
+def microseconds(moment: datetime) -> int:
+    """Return a moment as whole microseconds since the epoch (a naive one is UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def read_event(body: bytes, major: int = SCHEMA_MAJOR) -> CloudEvent[Any] | None:

@@ -49,10 +49,10 @@ class MemoryStore:
         return self._last.get(ref)
 
     def remember(self, ref: RecordRef, applied: Applied) -> None:
-        """Record an applied event, unless a higher sequence is already remembered."""
+        """Record an applied event, unless a later one is already remembered."""
         with self._lock:
             current = self._last.get(ref)
-            if current is None or applied.sequence >= current.sequence:
+            if current is None or _not_before(applied, current):
                 self._last[ref] = applied
 
     def close(self) -> None:
@@ -63,8 +63,10 @@ class RedisStore:
     """Keep the last applied events in Redis, shared by every process of one consumer queue.
 
     Layout: hash ``akc:{<queue>}:<channel>:<stream>:<key // 100>``, field ``<key % 100>``,
-    value ``<sequence> <event id>``. The ``{<queue>}`` hash tag puts all of a queue's keys
-    in one Redis Cluster slot; a Lua script makes `remember` a compare-and-set.
+    value ``<sequence> <event id> <modified, microseconds>`` (values written before 1.1 of
+    the kit have no third part, and read as an unknown `modified`). The ``{<queue>}`` hash
+    tag puts all of a queue's keys in one Redis Cluster slot; a Lua script makes `remember`
+    a compare-and-set.
     """
 
     def __init__(
@@ -92,15 +94,14 @@ class RedisStore:
             value = self.client.hget(key, slot)
         if value is None:
             return None
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        sequence, event_id = text.split(" ", 1)
-        return Applied(int(sequence), event_id)
+        return _applied(value.decode() if isinstance(value, bytes) else str(value))
 
     def remember(self, ref: RecordRef, applied: Applied) -> None:
         """Record an applied event, unless a higher sequence is already remembered."""
         key, slot = self.where(ref)
         with _translated():
-            self._remember(keys=[key], args=[slot, applied.sequence, applied.event_id])
+            modified = "" if applied.modified is None else applied.modified
+            self._remember(keys=[key], args=[slot, applied.sequence, applied.event_id, modified])
 
     def forget_all(self) -> int:
         """Delete everything this queue's store remembers; return how many hashes went."""
@@ -119,3 +120,20 @@ def _translated() -> Iterator[None]:
         yield
     except REDIS_ERRORS as exc:
         raise translate(exc, "consumer store") from exc
+
+
+def _applied(text: str) -> Applied | None:
+    """Read a stored position; None (as if nothing was applied) for one that is unreadable."""
+    sequence, _, rest = text.partition(" ")
+    event_id, _, modified = rest.partition(" ")
+    if not sequence.lstrip("-").isdigit() or not event_id:
+        return None
+    return Applied(int(sequence), event_id, int(modified) if modified.isdigit() else None)
+
+
+def _not_before(applied: Applied, current: Applied) -> bool:
+    """Say whether `applied` is at least as late as `current` in a record's order."""
+    new, old = applied.modified, current.modified
+    if new is not None and old is not None and new != old:
+        return new > old
+    return applied.sequence >= current.sequence

@@ -18,11 +18,10 @@ from publisher.broker import RECOVERABLE
 from publisher.consumer.link import Link, as_broker_error, message_body
 from publisher.consumer.queues import QueueSpec
 from publisher.consumer.rules import (
-    Applied,
     InvalidEvent,
     Verdict,
     judge,
-    position,
+    locate,
     read_event,
 )
 from publisher.consumer.stores import MemoryStore, SequenceStore
@@ -132,6 +131,9 @@ class Subscription:
         self.spec = QueueSpec(queue, tuple(patterns), max_attempts, quorum, single_active)
         self.store: SequenceStore = dedupe if dedupe is not None else MemoryStore()
         self.stats = Stats()
+        # The last heartbeat seen per (channel, resource): a consumer bound to heartbeat
+        # routing keys can tell "no changes" from "the publisher is down" with it.
+        self.heartbeats: dict[tuple[int, str], CloudEvent[Any]] = {}
         self._handler = handler
         self._retry_delay = retry_delay
         self._major = major
@@ -221,16 +223,21 @@ class Subscription:
         if event is None:
             message.ack()  # another major version or a newer event type: not ours to handle
             return Outcome.IGNORED
-        ref, sequence = position(event)
-        verdict = judge(self.store.last(ref), sequence, event.id)
-        if verdict is not Verdict.NEW:
-            message.ack()
-            return Outcome(verdict.value)
+        place = locate(event)
+        if place is not None:
+            last = self.store.last(place.ref)
+            verdict = judge(last, place.sequence, event.id, place.modified)
+            if verdict is not Verdict.NEW:
+                message.ack()
+                return Outcome(verdict.value)
         try:
             self._handler(event)
         except Exception as exc:  # any failure of the handler is one failed attempt
             return self._failed(message, event, exc)
-        self.store.remember(ref, Applied(sequence, event.id))
+        if place is not None:
+            self.store.remember(place.ref, place.applied(event.id))
+        else:
+            self.heartbeats[(event.data.channel_id, event.data.resource.value)] = event
         self._attempts.forget(event.id)
         message.ack()
         return Outcome.APPLIED

@@ -101,11 +101,11 @@ def stop_on_signals() -> threading.Event:
 
 
 def change_patterns(channels: Sequence[int]) -> list[str]:
-    """Return the routing-key patterns of stock and price changes of these channels (or all)."""
+    """Return the routing-key patterns of every record's changes and deletions.
+
+    Those of these channels, or of every channel when none is given.
+    """
+    keys = (topology.changed_routing_key, topology.deleted_routing_key)
     if not channels:
-        return ["stock.changed.*", "price.changed.*"]
-    return [
-        topology.changed_routing_key(resource, channel)
-        for channel in channels
-        for resource in Resource
-    ]
+        return [key(resource, 0)[:-1] + "*" for resource in Resource for key in keys]
+    return [key(resource, channel) for channel in channels for resource in Resource for key in keys]

@@ -13,19 +13,21 @@ from typing import Any, Final
 import orjson
 import yaml
 
-from publisher.diff import Stored, diff_page
+from publisher.diff import Deletion, Stored, diff_page
 from publisher.events import EVENT_MODELS, SCHEMA_MAJOR, EventType
 from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
     change_event,
+    deletion_event,
+    heartbeat_event,
     rejection_event,
     source_uri,
 )
 from publisher.pages import RecordPage
 from publisher.records import Resource
 
-CONTRACT_MINOR: Final = 0
+CONTRACT_MINOR: Final = 1
 CONTRACT_VERSION: Final = f"{SCHEMA_MAJOR}.{CONTRACT_MINOR}"
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_FILE: Final = "asyncapi.yaml"
@@ -93,11 +95,29 @@ def example_events() -> dict[EventType, OutgoingEvent]:
     (updated,) = diff_page(RecordPage.plain(Resource.PRICE, [cheaper]), stored).changes
     bad_stock = {**_STOCK, "pk": 48214, "stock": "12 pcs"}
     (bad,) = diff_page(RecordPage.plain(Resource.STOCK, [bad_stock]), {}).rejections
+    gone = datetime(2025, 6, 28, 9, 0, tzinfo=UTC)
+    stock_gone = Deletion(created.key, created.sequence + 1, created.after)
+    price_gone = Deletion(updated.key, updated.sequence + 1, updated.after)
     return {
         EventType.STOCK_CHANGED: change_event(stock_ctx, created),
         EventType.PRICE_CHANGED: change_event(price_ctx, updated),
+        EventType.STOCK_DELETED: deletion_event(stock_ctx, stock_gone, gone),
+        EventType.PRICE_DELETED: deletion_event(price_ctx, price_gone, gone),
         EventType.RECORD_REJECTED: rejection_event(stock_ctx, bad),
+        EventType.HEARTBEAT: heartbeat_event(stock_ctx, _EXAMPLE_TIME, _HEARTBEAT),
     }
+
+
+_HEARTBEAT: Final = {
+    "interval_seconds": 30.0,
+    "complete_scan": False,
+    "watermark": "2025-06-27T10:06:56.438000+00:00",
+    "last_complete_scan_at": "2025-06-27T09:55:00.000000+00:00",
+    "seen": 12,
+    "published": 1,
+    "deleted": 0,
+    "rejected": 0,
+}
 
 
 # ---------------------------------------------------------------------------------- render

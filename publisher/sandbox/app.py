@@ -36,6 +36,7 @@ _CHANNEL: Final = r"/api/v1/channel/(?P<channel>\d+)"
 _RESOURCE: Final = r"(?P<resource>extra_product_stocks|extra_product_prices)"
 _LIST_ROUTES: Final = frozenset({"list"})
 _INVALID_TOKEN: Final = "Invalid token."
+DATE_PARAMS: Final = ("modified_date", "created_date")
 
 
 class Stats:
@@ -233,7 +234,10 @@ class SandboxApp:
     def _list(self, request: Request, match: re.Match[str]) -> Response:
         resource = _RESOURCE_BY_PATH[match["resource"]]
         endpoint = _ENDPOINT_BY_SUFFIX[match["endpoint"] or Endpoint.LIST.value]
-        filters = Filters.parse(resource, request.query)
+        query = request.query
+        if self.shapes.ignores_dates(resource, endpoint):
+            query = {k: v for k, v in query.items() if not k.startswith(DATE_PARAMS)}
+        filters = Filters.parse(resource, query)
         paging = Paging.parse(request.query)
         page = self.catalog.page(int(match["channel"]), resource, endpoint, filters, paging)
         if self.shapes.shape_for(resource, endpoint) is Shape.ARRAY:

@@ -1,8 +1,10 @@
-"""Decide which list endpoints answer a plain JSON array and which a paginated object.
+"""Decide how list endpoints answer: a plain JSON array or a paginated object; date filters.
 
 Akinon documents stock inserts/updates/inserts_or_updates as plain arrays and every other
 list as `{count, next, previous, results}`; clients must accept both, so the sandbox can
-serve either, for all endpoints at once or per (resource, endpoint).
+serve either, for all endpoints at once or per (resource, endpoint). Akinon's stock list
+documents no `modified_date` filter, so a server may ignore one: `ignore_date_filters`
+names the (resource, endpoint) pairs that answer as if no date filter was given.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class ShapeConfig:
         self._lock = threading.Lock()
         self._mode: Shape | str = DOCUMENTED
         self._overrides: dict[tuple[Resource, Endpoint], Shape] = {}
+        self._undated: frozenset[tuple[Resource, Endpoint]] = frozenset()
+
+    def ignores_dates(self, resource: Resource, endpoint: Endpoint) -> bool:
+        """Say whether an endpoint answers as if its date filters were not there."""
+        return (resource, endpoint) in self._undated
 
     def shape_for(self, resource: Resource, endpoint: Endpoint) -> Shape:
         """Return the shape an endpoint answers with now."""
@@ -69,7 +76,8 @@ class ShapeConfig:
         return documented_shape(resource, endpoint) if mode == DOCUMENTED else Shape(mode)
 
     def configure(self, body: Any) -> None:
-        """Replace the settings from {"shape": mode, "overrides": {"stock/inserts": shape}}.
+        """Replace the settings from {"shape": mode, "overrides": {"stock/inserts": shape},
+        "ignore_date_filters": ["stock/list"]}.
 
         Raises ValueError, leaving the settings unchanged, when anything is unreadable.
         """
@@ -82,9 +90,13 @@ class ShapeConfig:
         overrides = {
             _parse_slot(slot): Shape(_parse_shape(shape, False)) for slot, shape in raw.items()
         }
+        undated = body.get("ignore_date_filters") or []
+        if not isinstance(undated, list):
+            raise ValueError("ignore_date_filters must list <resource>/<endpoint> slots")
         with self._lock:
             self._mode = mode
             self._overrides = overrides
+            self._undated = frozenset(_parse_slot(slot) for slot in undated)
 
     def reset(self) -> None:
         """Go back to the documented shapes with no overrides."""
@@ -95,9 +107,15 @@ class ShapeConfig:
         with self._lock:
             overrides = {_slot(*slot): shape.value for slot, shape in self._overrides.items()}
             mode = str(self._mode)
+            undated = sorted(_slot(*slot) for slot in self._undated)
         effective = {
             _slot(resource, endpoint): self.shape_for(resource, endpoint).value
             for resource in Resource
             for endpoint in Endpoint
         }
-        return {"shape": mode, "overrides": overrides, "effective": effective}
+        return {
+            "shape": mode,
+            "overrides": overrides,
+            "effective": effective,
+            "ignore_date_filters": undated,
+        }

@@ -23,11 +23,7 @@ class Collector:
         declare_topology(channel)
         bindings = [
             kombu.binding(kombu.Exchange(name, "topic", passive=True), routing_key=pattern)
-            for name in (
-                topology.STOCK_EXCHANGE,
-                topology.PRICE_EXCHANGE,
-                topology.REJECTED_EXCHANGE,
-            )
+            for name in (spec.name for spec in topology.EVENT_EXCHANGES)
             for pattern in patterns
         ]
         queue = kombu.Queue(

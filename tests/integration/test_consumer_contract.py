@@ -12,9 +12,16 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from publisher.contract import ASYNCAPI_FILE, schema_path
-from publisher.diff import Stored, diff_page
+from publisher.diff import Deletion, Stored, diff_page
 from publisher.events import MESSAGE_CONTENT_TYPE, EventType
-from publisher.outgoing import EventContext, OutgoingEvent, change_event, rejection_event
+from publisher.outgoing import (
+    EventContext,
+    OutgoingEvent,
+    change_event,
+    deletion_event,
+    heartbeat_event,
+    rejection_event,
+)
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from publisher.topology import ROUTES
@@ -52,11 +59,29 @@ def _events(channel_id: int) -> list[OutgoingEvent]:
         as_page(Resource.STOCK, [stock(1, stock=4, extra_field={"aisle": "B2"})]),
         {first.key: Stored(first.sequence, first.after)},
     ).changes
+    reload_ctx = EventContext(channel_id, Resource.PRICE, source, now, reload=True)
+    snapshot_ctx = EventContext(channel_id, Resource.STOCK, source, now, snapshot_id="s-1")
+    gone = [Deletion(c.key, c.sequence + 1, c.after) for c in prices.changes[:2]]
+    beat = {
+        "interval_seconds": None,
+        "complete_scan": True,
+        "watermark": None,
+        "last_complete_scan_at": now.isoformat(),
+        "seen": 4,
+        "published": 3,
+        "deleted": 0,
+        "rejected": 1,
+    }
     return [
         *(change_event(stock_ctx, c) for c in [*stocks.changes, update]),
         *(change_event(price_ctx, c) for c in prices.changes),
+        change_event(reload_ctx, prices.changes[0]),
+        change_event(snapshot_ctx, update),
+        deletion_event(stock_ctx, Deletion(update.key, update.sequence + 1, update.after), now),
+        *(deletion_event(price_ctx, d, now) for d in gone),
         *(rejection_event(stock_ctx, r) for r in stocks.rejections),
         *(rejection_event(price_ctx, r) for r in prices.rejections),
+        heartbeat_event(stock_ctx, now, beat),
     ]
 
 
@@ -82,7 +107,7 @@ def test_every_published_event_validates_against_its_schema_file(
     amqp_url: str, channel_id: int
 ) -> None:
     events = _events(channel_id)
-    with Collector(amqp_url, f"*.changed.{channel_id}", f"*.rejected.{channel_id}") as collector:
+    with Collector(amqp_url, f"*.*.{channel_id}") as collector:
         publisher = KombuPublisher(amqp_url)
         publisher.publish(events)
         publisher.close()

@@ -29,9 +29,8 @@ from publisher.contract import (
     stale_schemas,
     write_schemas,
 )
-from publisher.events import SCHEMA_MAJOR, EventType
+from publisher.events import CHANGED_TYPE, DELETED_TYPE, SCHEMA_MAJOR, EventType
 from publisher.outgoing import message_properties
-from publisher.records import Resource
 from publisher.topology import ROUTES
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -138,18 +137,15 @@ def test_asyncapi_file_is_the_generated_document_and_every_ref_resolves() -> Non
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.kind.value)
 def test_channels_name_the_routing_keys_and_exchanges_the_publisher_uses(route: Any) -> None:
     channel = _committed_asyncapi()["channels"][route.channel]
-    for resource in Resource:
+    keys = {
+        EventType.RECORD_REJECTED: topology.rejected_routing_key,
+        EventType.HEARTBEAT: topology.heartbeat_routing_key,
+        **{kind: topology.changed_routing_key for kind in CHANGED_TYPE.values()},
+        **{kind: topology.deleted_routing_key for kind in DELETED_TYPE.values()},
+    }
+    for resource in route.resources:
         address = channel["address"].format(channel_id=5, resource=resource.value)
-        expected = (
-            topology.rejected_routing_key(resource, 5)
-            if route.kind is EventType.RECORD_REJECTED
-            else topology.changed_routing_key(resource, 5)
-        )
-        if (
-            route.kind is EventType.RECORD_REJECTED
-            or topology.exchange_for(resource) == route.exchange
-        ):
-            assert address == expected
+        assert address == keys[route.kind](resource, 5)
     exchange = next(e for e in EXCHANGES if e.name == route.exchange)
     binding = channel["bindings"]["amqp"]
     assert binding["is"] == "routingKey"
@@ -160,9 +156,13 @@ def test_channels_name_the_routing_keys_and_exchanges_the_publisher_uses(route: 
         "autoDelete": False,
         "vhost": "/",
     }
-    assert channel["x-amqp-exchange-arguments"] == {
-        "alternate-exchange": topology.UNROUTED_EXCHANGE
-    }
+    # Every event is kept when no queue wants it, but a heartbeat (it is only news now).
+    kept = (
+        {}
+        if route.kind is EventType.HEARTBEAT
+        else {"alternate-exchange": topology.UNROUTED_EXCHANGE}
+    )
+    assert channel["x-amqp-exchange-arguments"] == kept
     assert "channel_id" in channel["parameters"]
 
 
@@ -188,8 +188,13 @@ def test_current_schemas_break_no_released_contract() -> None:
 
 
 def test_released_copies_are_kept_for_every_event_type() -> None:
-    released = load_schemas(SCHEMAS / "released" / "1.0")
+    # The latest release holds every type; earlier ones hold the types they had (1.0: no
+    # deletions, no heartbeats).
+    latest = released_versions(SCHEMAS)[-1]
+    released = load_schemas(SCHEMAS / "released" / latest)
     assert set(released) == {schema_path(kind, 1) for kind in EventType}
+    first = load_schemas(SCHEMAS / "released" / "1.0")
+    assert set(first) < set(released)
 
 
 def test_write_then_release_round_trip(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_read_event_skips_other_majors_and_unknown_types() -> None:
     v2 = {**document, "dataschema": document["dataschema"].replace(":v1", ":v2")}
     assert read_event(orjson.dumps(v2)) is None
     assert read_event(orjson.dumps(v2), major=2) is not None
-    assert read_event(orjson.dumps({**document, "type": "stock.deleted"})) is None
+    assert read_event(orjson.dumps({**document, "type": "stock.reserved"})) is None
 
 
 @pytest.mark.parametrize(
@@ -156,8 +156,9 @@ def test_topic_matches(pattern: str, words: tuple[str | None, ...], matches: boo
         ("price.changed.7", ["akinon.price"]),
         ("*.changed.7", ["akinon.price", "akinon.stock"]),
         ("*.rejected.*", ["akinon.rejected"]),
-        ("stock.#", ["akinon.rejected", "akinon.stock"]),
-        ("#", ["akinon.price", "akinon.rejected", "akinon.stock"]),
+        ("stock.#", ["akinon.heartbeat", "akinon.rejected", "akinon.stock"]),
+        ("#", ["akinon.heartbeat", "akinon.price", "akinon.rejected", "akinon.stock"]),
+        ("*.deleted.*", ["akinon.price", "akinon.stock"]),
     ],
 )
 def test_a_pattern_is_bound_only_where_it_can_match(pattern: str, exchanges: list[str]) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from publisher.pipeline import plan_since
+from publisher.plan import plan_since
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 RECENT_FULL = "2026-05-01T11:55:00+00:00"

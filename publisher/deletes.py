@@ -1,0 +1,107 @@
+"""Find the records a complete scan no longer saw: deletes, and the guard against a bad read.
+
+A record removed from a channel's list is simply absent from it: only a scan that read the
+whole list, every page, without failing, can tell. Such a scan remembers every key it saw
+(`Scan`: a bit per key, in a mask per bucket of `BUCKET_SIZE` keys, as the state store
+groups them); afterwards a tracked key it did not see has left the list.
+
+Finding them costs nothing in the usual case: the state store keeps a count of tracked
+records, and when every tracked record was seen again (the seen keys that have a stored
+version number as many as the count) nothing vanished. Otherwise, and once in a while
+anyway (the count could have drifted, say a Redis failover lost an increment), the whole
+state's keys are read and compared (`vanished`).
+
+A share of the tracked records vanishing at once that is implausible (an API glitch, a
+list filter changed by mistake) is held back by `DeleteGuard`: nothing is published or
+forgotten until an operator releases it, so a bad read cannot wipe a downstream catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from publisher.diff import Deletion, PageDiff, StoredPage
+from publisher.pages import RecordPage
+from publisher.topology import BUCKET_SIZE
+
+# A deletion is dated after every version of the record that was published: at least this
+# much later than the newest `modified_date` the publisher ever committed for the list.
+AFTER_NEWEST = timedelta(microseconds=1)
+
+
+@dataclass(slots=True)
+class Scan:
+    """What a complete scan saw: every key, the keys without a stored version, its end."""
+
+    # Bucket number -> a bit per key of the bucket that was seen.
+    masks: dict[int, int] = field(default_factory=dict)
+    # Keys seen only as rejected records without a stored version: in the list, not tracked.
+    untracked: set[int] = field(default_factory=set)
+    cut_short: bool = False
+
+    def add(self, page: RecordPage, diff: PageDiff) -> None:
+        """Count one page of the scan."""
+        masks = self.masks
+        for key in page.keys:
+            if key is not None:
+                number, bit = divmod(key, BUCKET_SIZE)
+                masks[number] = masks.get(number, 0) | 1 << bit
+        self.untracked.update(r.key for r in diff.rejections if r.key is not None and not r.tracked)
+        self.cut_short = self.cut_short or page.cut_short
+
+    def __contains__(self, key: int) -> bool:
+        number, bit = divmod(key, BUCKET_SIZE)
+        return bool(self.masks.get(number, 0) >> bit & 1)
+
+    def tracked_seen(self) -> int:
+        """Return how many distinct keys seen have a stored version now.
+
+        A key seen twice, once rejected and once valid, is undercounted: that can only make
+        the count disagree with the store's, which then reads the whole state (never a wrong
+        delete).
+        """
+        return sum(mask.bit_count() for mask in self.masks.values()) - len(self.untracked)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGuard:
+    """How many vanished records at once are plausible.
+
+    More than `share` of the tracked records, and at least `minimum` of them, vanishing in
+    one scan are held: nothing is published or forgotten, and the step says so. `released`
+    lets one scan publish them anyway (an operator looked and agreed).
+    """
+
+    share: float = 0.2
+    minimum: int = 10
+    released: bool = False
+
+    def holds(self, vanished: int, tracked: int) -> bool:
+        """Say whether this many vanished records of `tracked` must be held back."""
+        if self.released or vanished < self.minimum:
+            return False
+        return vanished > self.share * tracked
+
+
+def missing(tracked_keys: Sequence[int], scan: Scan) -> list[int]:
+    """Return the tracked keys the scan did not see."""
+    return [key for key in tracked_keys if key not in scan]
+
+
+def deletions(keys: Sequence[int], stored: StoredPage) -> list[Deletion]:
+    """Return the deletion of each vanished key that still has a stored version."""
+    found = []
+    for key in keys:
+        version = stored.current(key)
+        if version is not None:
+            found.append(Deletion(key, version.sequence + 1, version.canonical))
+    return found
+
+
+def deleted_at(observed_at: datetime, newest_seen: datetime | None) -> datetime:
+    """Date a deletion: now, but never before the newest version published for the list."""
+    if newest_seen is None:
+        return observed_at
+    return max(observed_at, newest_seen + AFTER_NEWEST)
