@@ -19,7 +19,7 @@ from publisher.records import Resource
 from publisher.sandbox import Catalog, SandboxServer
 from publisher.service import Edges, run_step
 from publisher.state import MemoryStateStore
-from publisher.tail import event_line, tail
+from publisher.tail import event_line, json_line, tail
 
 TOKEN = "demo-token"
 BROKER = "memory://"
@@ -45,7 +45,7 @@ def run_demo(
     ) as server:
         ready = threading.Event()
         show: Callable[[bytes], None] = (
-            (lambda body: out(body.decode())) if as_json else (lambda body: out(event_line(body)))
+            (lambda body: out(json_line(body))) if as_json else (lambda body: out(event_line(body)))
         )
         printer = threading.Thread(
             target=tail,

@@ -9,8 +9,10 @@
     └── FatalError                 a person must act; retrying cannot help
         ├── ConfigError            a missing or malformed setting (names the variable)
         ├── AuthError              wrong token or credentials, or the login cap was reached
-        └── AkinonProtocolError    a 4xx other than 401/429, a foreign-host `next`, a shape we
-                                   cannot read
+        ├── AkinonProtocolError    a 4xx other than 401/429, a foreign-host `next`, a shape we
+        │                          cannot read
+        └── BrokerConfigError      the broker refused us for good: credentials, vhost access,
+                                   permissions, an exchange or queue declared otherwise
 
 Library errors (httpx, redis, amqp) are translated where they enter, so nothing above the
 edges catches a third-party exception. Celery's `autoretry_for` names `RetryableError` only.
@@ -59,3 +61,7 @@ class AuthError(FatalError):
 
 class AkinonProtocolError(FatalError):
     """Akinon answered in a way that retrying will not change."""
+
+
+class BrokerConfigError(FatalError):
+    """The broker refused something a new connection would ask again (says what to fix)."""

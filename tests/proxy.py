@@ -1,4 +1,4 @@
-"""A loopback TCP proxy a test can cut, to take a real server away mid-conversation."""
+"""A loopback TCP proxy a test can cut or stall, to take a real server away mid-conversation."""
 
 from __future__ import annotations
 
@@ -10,15 +10,28 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
-    """Forward 127.0.0.1:<port> to a real server until `cut()` drops every connection."""
+    """Forward 127.0.0.1:<port> to a real server until `cut()` drops every connection.
 
-    def __init__(self, target_port: int, *, cut_after_bytes: int | None = None) -> None:
+    `stall()` turns it into a black hole instead: connections stay open (and new ones are
+    accepted) but nothing is read or forwarded any more, as when packets to a server are
+    dropped. Stalled from the start, it is a server that accepts TCP and never answers.
+    """
+
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        cut_after_bytes: int | None = None,
+        stall_after_bytes: int | None = None,
+    ) -> None:
         self._target = ("127.0.0.1", target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._cut_after = cut_after_bytes
+        self._stall_after = stall_after_bytes
         self._forwarded = 0
         self._stop = threading.Event()
+        self._stalled = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -51,24 +64,35 @@ class TcpProxy:
         selector.register(server, selectors.EVENT_READ, client)
         try:
             while not self._stop.is_set():
+                if self._stalled.is_set():
+                    self._stop.wait(0.2)  # leave the bytes in the kernel's buffers
+                    continue
                 for key, _ in selector.select(timeout=0.2):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return
                     if key.fileobj is client and self._over_budget(len(data)):
-                        self.cut()
                         return
-                    key.data.sendall(data)
+                    if not self._stalled.is_set():
+                        key.data.sendall(data)
         except OSError:
             return
         finally:
             selector.close()
 
     def _over_budget(self, size: int) -> bool:
-        if self._cut_after is None:
-            return False
+        """Count bytes from the client; cut or stall once a budget is spent (True: stop)."""
         self._forwarded += size
-        return self._forwarded > self._cut_after
+        if self._cut_after is not None and self._forwarded > self._cut_after:
+            self.cut()
+            return True
+        if self._stall_after is not None and self._forwarded > self._stall_after:
+            self.stall()  # these bytes are dropped, as a black hole drops them
+        return False
+
+    def stall(self) -> None:
+        """Stop reading and forwarding in both directions; keep every connection open."""
+        self._stalled.set()
 
     def cut(self) -> None:
         """Drop every connection and stop accepting new ones."""

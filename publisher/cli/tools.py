@@ -34,12 +34,12 @@ def _broker_url(amqp_url: str | None) -> str:
 def tail(pattern: str, as_json: bool, amqp_url: str | None) -> None:
     """Print events as they arrive on a temporary queue bound with a pattern."""
     url = _broker_url(amqp_url)
-    from publisher.errors import BrokerError
-    from publisher.tail import binding_line, event_line
+    from publisher.errors import BrokerConfigError, PublisherError
+    from publisher.tail import binding_line, event_line, json_line
     from publisher.tail import tail as follow
 
     def show(body: bytes) -> None:
-        click.echo(body.decode() if as_json else event_line(body))
+        click.echo(json_line(body) if as_json else event_line(body))
 
     def announce() -> None:
         click.echo(binding_line(url, pattern), err=True)
@@ -50,7 +50,9 @@ def tail(pattern: str, as_json: bool, amqp_url: str | None) -> None:
         return
     except ValueError as exc:  # a pattern no published routing key can match
         raise ConfigProblem(f"--pattern: {exc}") from None
-    except (OSError, BrokerError) as exc:
+    except BrokerConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+    except (OSError, PublisherError) as exc:
         raise click.ClickException(f"cannot reach the broker: {exc}") from None
 
 

@@ -1,4 +1,9 @@
-"""Hold one broker connection: one channel, one kombu consumer on one queue."""
+"""Hold one broker connection: one channel, one kombu consumer on one queue.
+
+Every wait on the broker has a deadline (see `publisher.broker.BrokerConnection`): connecting
+and declaring `connect_timeout`, acknowledging `connect_timeout`, closing `close_timeout`,
+so a broker that stops answering cannot hang `close` (nor `tail`'s Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,10 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 
-from publisher.broker import BROKER_ERRORS, declare_topology
-from publisher.errors import BrokerError
+from publisher.broker import BROKER_ERRORS, BrokerConnection, broker_failure, declare_topology
 
 
 def message_body(message: Any) -> bytes:
@@ -31,6 +34,7 @@ class Link:
         *,
         prefetch: int,
         connect_timeout: float,
+        close_timeout: float = 2.0,
         extra: Sequence[Queue] = (),
     ) -> None:
         self._url = url
@@ -39,17 +43,17 @@ class Link:
         self._on_message = on_message
         self._prefetch = prefetch
         self._connect_timeout = connect_timeout
-        self._connection: Connection | None = None
+        self._close_timeout = close_timeout
+        self._connection: BrokerConnection | None = None
         self._consumer: Consumer | None = None
 
     def open(self) -> None:
         """Connect, declare the topology and start consuming (once)."""
         if self._connection is not None:
             return
-        connection = Connection(self._url, connect_timeout=self._connect_timeout)
+        # One try: `run` does its own backoff between reconnections.
+        connection = BrokerConnection.open(self._url, connect_timeout=self._connect_timeout)
         try:
-            # One quick try: `run` does its own backoff between reconnections.
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
             channel = connection.channel()
             declare_topology(channel)
             for queue in (*self._extra, self._queue):
@@ -60,7 +64,7 @@ class Link:
             consumer.qos(prefetch_count=self._prefetch)
             consumer.consume()
         except BaseException:
-            connection.release()
+            connection.drop()
             raise
         self._connection, self._consumer = connection, consumer
 
@@ -75,22 +79,29 @@ class Link:
         return True
 
     def close(self) -> None:
-        """Stop consuming and close; unacknowledged messages go back to the queue."""
+        """Stop consuming and close; unacknowledged messages go back to the queue.
+
+        Takes about `close_timeout` at most: a broker that does not answer the cancel is not
+        asked to close either; the socket is dropped.
+        """
         connection, consumer = self._connection, self._consumer
         self._connection = self._consumer = None
         if connection is None:
             return
-        with contextlib.suppress(*BROKER_ERRORS):
+        connection.settimeout(self._close_timeout)
+        try:
             if consumer is not None:
                 consumer.cancel()
-        with contextlib.suppress(*BROKER_ERRORS):
-            connection.release()
+        except BROKER_ERRORS:
+            connection.drop()
+            return
+        connection.close(self._close_timeout)
 
 
 @contextlib.contextmanager
 def as_broker_error() -> Iterator[None]:
-    """Translate kombu's and amqp's errors into `BrokerError`."""
+    """Translate kombu's and amqp's errors into ours (`BrokerError`, `BrokerConfigError`)."""
     try:
         yield
     except BROKER_ERRORS as exc:
-        raise BrokerError(f"consuming failed: {type(exc).__name__}: {exc}") from exc
+        raise broker_failure(exc, "consuming failed") from exc

@@ -14,7 +14,7 @@ import amqp
 import kombu.exceptions
 
 from publisher.backoff import compute_backoff
-from publisher.broker import RECOVERABLE
+from publisher.broker import RECOVERABLE, broker_failure
 from publisher.consumer.link import Link, as_broker_error, message_body
 from publisher.consumer.queues import QueueSpec
 from publisher.consumer.rules import (
@@ -25,7 +25,7 @@ from publisher.consumer.rules import (
     read_event,
 )
 from publisher.consumer.stores import MemoryStore, SequenceStore
-from publisher.errors import BrokerError
+from publisher.errors import BrokerConfigError, BrokerError
 from publisher.events import SCHEMA_MAJOR, CloudEvent
 
 # The kit logs under one name, the package's, whichever module logs.
@@ -159,7 +159,7 @@ class Subscription:
             with as_broker_error():
                 while self._link.pump(timeout):
                     pass
-        except BrokerError:
+        except (BrokerError, BrokerConfigError):
             self._link.close()  # a later call starts on a fresh connection
             raise
         return self.stats
@@ -168,8 +168,9 @@ class Subscription:
         """Handle messages until `stop` is set, reconnecting after a lost connection.
 
         Sets `ready` once consuming. A store failure (`StateStoreError`) or a broker refusal
-        (`BrokerError`, e.g. a queue declared before with other arguments) ends the run;
-        the messages in hand then go back to the queue.
+        (`BrokerConfigError`, e.g. a queue declared before with other arguments, or another
+        unrecoverable `BrokerError`) ends the run; the messages in hand then go back to the
+        queue.
         """
         self._stop = stop
         failures = 0
@@ -190,7 +191,7 @@ class Subscription:
                     )
                     stop.wait(pause)
         except (amqp.exceptions.AMQPError, kombu.exceptions.KombuError) as exc:
-            raise BrokerError(f"consumer {self.spec.name} failed: {exc}") from exc
+            raise broker_failure(exc, f"consumer {self.spec.name} failed") from exc
         finally:
             self._link.close()
 
