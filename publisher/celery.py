@@ -10,6 +10,7 @@ configuration, not at import; Flower takes its address, port and users from them
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -22,7 +23,7 @@ from celery.beat import PersistentScheduler
 from celery.signals import worker_init, worker_process_shutdown
 
 from publisher.config import Settings, load_settings
-from publisher.errors import ConfigError, RetryableError
+from publisher.errors import ConfigError, RetryableError, UnsafeArgument
 from publisher.logs import configure_logging
 from publisher.records import Resource
 from publisher.service import (
@@ -40,6 +41,7 @@ SYNC_TASK = "akinon.sync"
 SNAPSHOT_TASK = "akinon.snapshot"
 
 app = Celery("publisher")
+log = logging.getLogger(__name__)
 
 _settings: Settings | None = None
 _edges: Edges | None = None
@@ -207,8 +209,33 @@ def _close_edges(**_: Any) -> None:
 )
 def sync(channel_id: int, resource: str) -> dict[str, Any]:
     """Run one sync step for (channel, resource); return its summary for Flower."""
-    spec = step_spec(settings(), channel_id, Resource(resource))
+    channel, kind = checked_step(SYNC_TASK, channel_id, resource)
+    spec = step_spec(settings(), channel, kind)
     return run_step(spec, edges(), ProgressLog()).as_dict()
+
+
+def checked_step(task: str, channel_id: object, resource: object) -> tuple[int, Resource]:
+    """Return a task's (channel, resource) if the settings configure it; else refuse it.
+
+    Anyone who can publish to the broker can send a task with any arguments: a channel id
+    is used only if it is an `int` in AKINON_CHANNELS and a resource only if it names one,
+    so nothing else reaches a request path, a Redis key or a routing key. A refusal is
+    fatal (never retried) and logged.
+    """
+    config = settings()
+    if (
+        type(channel_id) is int
+        and channel_id in config.akinon_channels
+        and isinstance(resource, str)
+        and resource in Resource.__members__.values()
+    ):
+        return channel_id, Resource(resource)
+    message = (
+        f"{task} refused: arguments ({channel_id!r}, {resource!r}) are not a configured "
+        f"step (channels {config.akinon_channels}, resources {[r.value for r in Resource]})"
+    )
+    log.error("%s", message)
+    raise UnsafeArgument(message)
 
 
 @app.task(
@@ -226,5 +253,10 @@ def snapshot(self: Any, channel_id: int, resource: str, queue: str | None = None
     The task's id is the snapshot id, so a retried task publishes the same event ids.
     Start one from Flower or with `celery -A publisher call akinon.snapshot --args='[1, "stock"]'`.
     """
-    spec = snapshot_spec(settings(), channel_id, Resource(resource), self.request.id, queue)
+    channel, kind = checked_step(SNAPSHOT_TASK, channel_id, resource)
+    if queue is not None and not isinstance(queue, str):
+        message = f"{SNAPSHOT_TASK} refused: queue {queue!r} is not a queue name"
+        log.error("%s", message)
+        raise UnsafeArgument(message)
+    spec = snapshot_spec(settings(), channel, kind, self.request.id, queue)
     return run_snapshot(spec, edges()).as_dict()

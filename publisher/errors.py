@@ -11,8 +11,11 @@
         ├── AuthError              wrong token or credentials, or the login cap was reached
         ├── AkinonProtocolError    a 4xx other than 401/429, a foreign-host `next`, a shape we
         │                          cannot read
-        └── BrokerConfigError      the broker refused us for good: credentials, vhost access,
-                                   permissions, an exchange or queue declared otherwise
+        ├── BrokerConfigError      the broker refused us for good: credentials, vhost access,
+        │                          permissions, an exchange or queue declared otherwise
+        └── UnsafeArgument         a task argument or id that is not a configured channel, a
+                                   known resource or a positive integer: refused before it
+                                   reaches a request path, a Redis key or a routing key
 
 Library errors (httpx, redis, amqp) are translated where they enter, so nothing above the
 edges catches a third-party exception. Celery's `autoretry_for` names `RetryableError` only.
@@ -65,3 +68,7 @@ class AkinonProtocolError(FatalError):
 
 class BrokerConfigError(FatalError):
     """The broker refused something a new connection would ask again (says what to fix)."""
+
+
+class UnsafeArgument(FatalError):
+    """A channel id, resource or record id that is not one this service may use."""

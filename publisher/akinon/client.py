@@ -47,6 +47,7 @@ from publisher.config import Settings
 from publisher.errors import (
     AkinonBadResponse,
     AuthError,
+    UnsafeArgument,
 )
 from publisher.pages import RecordPage, decode_page
 from publisher.records import Endpoint, Resource
@@ -159,6 +160,7 @@ class AkinonClient:
         exception) ends the helper; an error fetching page N+1 is raised when the caller asks
         for page N+1, never sooner.
         """
+        channel_id = path_id(channel_id, "channel id")
         name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
         query = {**(params or {}), "page": "1", "limit": str(self._page_size)}
         path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
@@ -178,6 +180,7 @@ class AkinonClient:
         self, channel_id: int, price_id: int, *, detailed: bool = False
     ) -> dict[str, Any]:
         """Return one extra product price by id."""
+        channel_id, price_id = path_id(channel_id, "channel id"), path_id(price_id, "price id")
         suffix = "detailed/" if detailed else ""
         url = f"/api/v1/channel/{channel_id}/extra_product_prices/{price_id}/{suffix}"
         where = Where(channel_id, f"extra_product_prices/{price_id}/{suffix}".rstrip("/"))
@@ -185,6 +188,7 @@ class AkinonClient:
 
     def channel(self, channel_id: int) -> dict[str, Any]:
         """Return the sales channel (``GET /api/v1/channels/{id}/``)."""
+        channel_id = path_id(channel_id, "channel id")
         where = Where(channel_id, "channels")
         return _expect_object(self._call("GET", f"/api/v1/channels/{channel_id}/", where), where)
 
@@ -197,6 +201,7 @@ class AkinonClient:
         ``modified_date`` as it was *read*: a change that lands after our read stays in the
         ``updates`` queue instead of being acknowledged unseen. No objects, no request.
         """
+        channel_id = path_id(channel_id, "channel id")
         if not objects:
             return
         base = f"/api/v1/channel/{channel_id}/batch_requests/"
@@ -363,6 +368,13 @@ class AkinonClient:
         if not isinstance(key, str) or not key:
             raise AkinonBadResponse(f"the login answer has no token (`key`) at {where}")
         return key
+
+
+def path_id(value: object, what: str) -> int:
+    """Return `value` if it is a positive `int` (not a bool); request paths hold nothing else."""
+    if type(value) is int and value > 0:
+        return value
+    raise UnsafeArgument(f"refusing to build an Akinon request path: {what} {value!r}")
 
 
 def _expect_object(body: Any, where: Where) -> dict[str, Any]:
