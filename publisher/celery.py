@@ -181,6 +181,23 @@ def _is_loopback(address: str) -> bool:
 def _tune_gc(**_: Any) -> None:
     # In the main worker process, before any pool process is forked: every pool inherits it.
     tune_gc()
+    _serve_metrics(settings())
+
+
+def _serve_metrics(config: Settings) -> None:
+    """Serve the business metrics of every pool process on METRICS_PORT, if it is set."""
+    if config.metrics_port is None:
+        return
+    from publisher import metrics  # noqa: PLC0415 - workers with METRICS_PORT only
+
+    try:
+        metrics.serve(config.metrics_address, config.metrics_port, Path(config.metrics_directory))
+    except OSError as exc:
+        _exit(
+            f"METRICS_PORT {config.metrics_port}: cannot listen on {config.metrics_address}: "
+            f"{exc.strerror or exc}"
+        )
+    log.info("metrics on http://%s:%d/metrics", config.metrics_address, config.metrics_port)
 
 
 def edges() -> Edges:

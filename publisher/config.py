@@ -148,6 +148,19 @@ class Settings(BrokerSettings):
         None, description="Flower's users, 'user:password[,user:password]'."
     )
 
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port a worker serves Prometheus metrics on (unset: off)."
+    )
+    metrics_address: str = Field("127.0.0.1", description="Address the metrics server binds.")
+    metrics_directory: str = Field(
+        ".celery/metrics", description="Private directory of the worker processes' metric files."
+    )
+    health_stale_intervals: float = Field(
+        3.0,
+        gt=0,
+        description="`status --check` fails a step with no success in this many intervals.",
+    )
+
     _split_channels = field_validator("akinon_channels", mode="before")(_split_ints)
     _split_overrides = field_validator("poll_interval_overrides", mode="before")(_split_overrides)
 

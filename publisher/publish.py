@@ -28,6 +28,7 @@ from typing import Any
 
 from kombu.messaging import Producer
 
+from publisher import metrics
 from publisher.broker import (
     BROKER_ERRORS,
     BrokerConnection,
@@ -138,7 +139,8 @@ class KombuPublisher:
 
     def confirm(self, ticket: int) -> None:
         """Wait for the broker to settle every delivery tag up to `ticket` (of this thread)."""
-        self._session().confirm(ticket)
+        with metrics.confirm_wait():
+            self._session().confirm(ticket)
 
     def close(self) -> None:
         """Close every thread's connection within about `close_timeout`; later use reconnects."""

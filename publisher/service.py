@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from publisher import metrics
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
 from publisher.deletes import DeleteGuard
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, RetryableError
 from publisher.lock import holder, single_flight
 from publisher.outgoing import EventContext, heartbeat_event, source_uri
 from publisher.pipeline import ProgressCallback, StepSpec, StepSummary, sync_step
@@ -137,6 +138,7 @@ def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = No
         spec.channel_id, spec.resource.value, skipped_because=f"lock held by {owner}"
     )
     step_log.info("step skipped %s", summary.line())
+    metrics.step_skipped(spec.channel_id, spec.resource.value)
     return summary
 
 
@@ -170,6 +172,7 @@ class ProgressLog:
 
 def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
     started_at = datetime.now(UTC)
+    started = time.monotonic()
     try:
         meta = edges.state.read_meta(spec.channel_id, spec.resource)
         spec = plan_step(spec, meta, started_at)
@@ -187,6 +190,13 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
             spec,
             {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()},
         )
+        metrics.step_failed(
+            spec.channel_id,
+            spec.resource.value,
+            exc,
+            isinstance(exc, RetryableError),
+            time.monotonic() - started,
+        )
         raise
     step_log.info("step done %s", summary.line())
     if summary.date_filter_ignored and not meta.get("date_filter_ignored_at"):
@@ -200,6 +210,9 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
         )
     progress = step_progress(summary, meta, started_at, datetime.now(UTC))
     _record(edges.state, spec, progress)
+    metrics.step_succeeded(
+        spec.channel_id, spec.resource.value, summary.as_dict(), {**meta, **progress}
+    )
     _heartbeat(spec, edges, summary, {**meta, **progress})
     return summary
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from publisher import metrics
 from publisher.akinon.auth import (
     DEFAULT_TOKEN_CACHE,
     LOGIN_PATH,
@@ -282,6 +283,7 @@ class AkinonClient:
             except Retry as retry:
                 if attempt >= self._max_retries:
                     raise gave_up(retry, attempt + 1, where) from retry.__cause__
+                metrics.akinon_retried(retry_cause(retry))
                 delay = retry.delay
                 if delay is None:
                     delay = compute_backoff(attempt, cap=self._backoff_cap, rng=self._rng)
@@ -322,8 +324,13 @@ class AkinonClient:
         headers = {} if token is None else {"Authorization": f"Token {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
-        with httpx_boundary(where):
-            response = self._http.request(method, url, headers=headers, content=content)
+        try:
+            with httpx_boundary(where):
+                response = self._http.request(method, url, headers=headers, content=content)
+        except Retry:
+            metrics.akinon_answered("network")
+            raise
+        metrics.akinon_answered(response.status_code)
         check_status(response, where, refused, self._backoff_cap)
         return decode_body(response, decode)
 
@@ -368,6 +375,14 @@ class AkinonClient:
         if not isinstance(key, str) or not key:
             raise AkinonBadResponse(f"the login answer has no token (`key`) at {where}")
         return key
+
+
+def retry_cause(retry: Retry) -> str:
+    """Name a retry's cause for the metrics: the HTTP status, `bad_body` or `network`."""
+    if retry.bad_body:
+        return "bad_body"
+    text = str(retry)
+    return text[5:] if text.startswith("HTTP ") else "network"
 
 
 def path_id(value: object, what: str) -> int:

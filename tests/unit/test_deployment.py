@@ -281,13 +281,21 @@ def test_docker_compose_config_agrees(compose_dir: Path) -> None:
         }, name
 
 
-def test_worker_processes_let_a_page_die_before_the_first_collection() -> None:
+def test_worker_processes_let_a_page_die_before_the_first_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import gc
 
     from celery.signals import worker_init
 
-    import publisher.celery  # noqa: F401 - connects its signal handlers
+    import publisher.celery  # connects its signal handlers
+    from publisher.config import Settings
     from publisher.service import GC_FIRST_THRESHOLD
+
+    settings = Settings(
+        _env_file=None, akinon_url="https://omni.example", akinon_channels="1", akinon_token="t"
+    )
+    monkeypatch.setattr(publisher.celery, "_settings", settings)  # a worker has its settings
 
     before = gc.get_threshold()
     try:

@@ -1,0 +1,48 @@
+"""Business metrics recorded in-process (no server): what each step outcome adds."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from publisher import metrics
+from publisher.akinon.client import retry_cause
+from publisher.akinon.errors import Retry
+from publisher.errors import AuthError, BrokerError
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_failed_step_counts_its_error_class_and_time() -> None:
+    step = {"channel": "71", "resource": "stock"}
+    metrics.step_failed(71, "stock", AuthError("no"), False, 0.2)
+    metrics.step_failed(71, "stock", BrokerError("nack"), True, 0.3)
+    failures = "akinon_publisher_step_failures_total"
+    assert _value(failures, **step, error="AuthError") == 1
+    assert _value(failures, **step, error="BrokerError") == 1
+    count = "akinon_publisher_step_duration_seconds_count"
+    assert _value(count, **step, result="fatal") == 1
+    assert _value(count, **step, result="retryable") == 1
+    assert _value("akinon_publisher_last_failure_timestamp_seconds", **step) > 0
+
+
+def test_a_good_step_counts_records_and_sets_its_gauges() -> None:
+    step = {"channel": "72", "resource": "price"}
+    counts = {"seen": 10, "published": 3, "rejected": 1, "duration_seconds": 0.5}
+    meta = {"newest_seen": "2026-01-01T00:00:00+00:00", "deletes_held": "4"}
+    metrics.step_succeeded(72, "price", counts, meta)
+    records = "akinon_publisher_records_total"
+    assert _value(records, **step, outcome="seen") == 10
+    assert _value(records, **step, outcome="published") == 3
+    assert _value(records, **step, outcome="rejected") == 1
+    assert _value("akinon_publisher_deletes_held", **step) == 4
+    assert _value("akinon_publisher_watermark_lag_seconds", **step) > 86400
+    metrics.step_skipped(72, "price")
+    assert _value("akinon_publisher_lock_skips_total", **step) == 1
+
+
+def test_a_retry_is_named_by_its_status_or_kind() -> None:
+    assert retry_cause(Retry("HTTP 503")) == "503"
+    assert retry_cause(Retry("ConnectError: refused")) == "network"
+    assert retry_cause(Retry("invalid JSON", bad_body=True)) == "bad_body"
