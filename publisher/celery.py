@@ -24,6 +24,7 @@ from celery.signals import worker_init, worker_process_shutdown
 
 from publisher.config import Settings, load_settings
 from publisher.errors import ConfigError, RetryableError, UnsafeArgument
+from publisher.health import BEAT_TICK_SECONDS, heartbeat_file, touch
 from publisher.logs import configure_logging
 from publisher.records import Resource
 from publisher.service import (
@@ -99,6 +100,8 @@ def celery_config(config: Settings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(config),
         "beat_scheduler": f"{__name__}:{BeatScheduler.__name__}",
         "beat_schedule_filename": config.beat_schedule_file,
+        # Beat wakes at least this often, so its heartbeat file stays fresh (`health beat`).
+        "beat_max_loop_interval": BEAT_TICK_SECONDS,
     }
 
 
@@ -121,6 +124,12 @@ class BeatScheduler(PersistentScheduler):  # type: ignore[misc]
             run_every = getattr(entry.schedule, "run_every", None)
             if entry.task == SYNC_TASK and isinstance(run_every, timedelta):
                 entry.last_run_at = entry.default_now() - run_every
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Send what is due, as beat does; touch the heartbeat file `health beat` reads."""
+        interval: float = super().tick(*args, **kwargs)
+        touch(heartbeat_file(self.schedule_filename))
+        return interval
 
 
 def private_directory(path: Path) -> None:

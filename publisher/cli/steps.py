@@ -138,7 +138,9 @@ def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------------- status
 
 
-def _status_rows(settings: Settings) -> list[dict[str, Any]]:
+def _status_rows(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
+    """Return each step's status row and a warning if Redis does not persist the state."""
+    from publisher.health import redis_persistence
     from publisher.lock import holder
     from publisher.records import Resource
     from publisher.state import RedisStateStore
@@ -152,9 +154,10 @@ def _status_rows(settings: Settings) -> list[dict[str, Any]]:
                 rows.append(
                     _status_row(channel_id, item, meta, holder(store.client, channel_id, item))
                 )
+        warning = redis_persistence(store.client)
     finally:
         store.close()
-    return rows
+    return rows, warning
 
 
 def _status_row(
@@ -211,20 +214,45 @@ def _status_text(row: dict[str, Any]) -> str:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(as_json: bool) -> None:
-    """Show each channel's last step, lag, counts, last error and lock holder (Redis only)."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 if a step failed last or has not succeeded in HEALTH_STALE_INTERVALS intervals.",
+)
+def status(as_json: bool, check: bool) -> None:
+    """Show each channel's last step, lag, counts, last error and lock holder (Redis only).
+
+    With --check it is a probe: exit status 1 when any (channel, resource) failed its last
+    step or is stale, 0 when all are well. It warns (stderr) when Redis does not persist.
+    """
     settings = _settings()
+    from datetime import UTC, datetime
+
     from publisher.errors import PublisherError
+    from publisher.health import step_problem
 
     try:
-        rows = _status_rows(settings)
+        rows, warning = _status_rows(settings)
     except PublisherError as exc:
         raise click.ClickException(str(exc)) from None
+    if warning:
+        click.echo(f"warning: Redis: {warning}", err=True)
+    now = datetime.now(UTC)
+    for row in rows:
+        interval = settings.interval_for(row["channel_id"])
+        row["problem"] = step_problem(row, interval, settings.health_stale_intervals, now)
     if as_json:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return
-    for row in rows:
-        click.echo(_status_text(row))
+    else:
+        for row in rows:
+            click.echo(_status_text(row))
+    unhealthy = [row for row in rows if row["problem"]]
+    if check and not as_json:
+        for row in unhealthy:
+            where = f"channel={row['channel_id']} resource={row['resource']}"
+            click.echo(f"UNHEALTHY {where}: {row['problem']}")
+    if check and unhealthy:
+        raise SystemExit(1)
 
 
 # ------------------------------------------------------------------------------- snapshot

@@ -307,3 +307,29 @@ def test_worker_processes_let_a_page_die_before_the_first_collection(
         assert gc.get_threshold()[0] == 50_000  # a higher setting of the operator's stays
     finally:
         gc.set_threshold(*before)
+
+
+def test_compose_checks_the_health_of_worker_beat_and_flower() -> None:
+    services = _compose()
+    for name in ("worker", "beat", "flower"):
+        check = services[name].get("healthcheck")
+        assert isinstance(check, dict), name
+        test = check["test"]
+        assert isinstance(test, list) and test[0] == "CMD", name
+        assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
+    for name, probe in (("worker", ["health", "worker"]), ("beat", ["health", "beat"])):
+        test = services[name]["healthcheck"]["test"]  # type: ignore[index]
+        assert test[1:] == ["akinon-publisher", *probe], name
+        result = CliRunner().invoke(main, [*probe, "--help"])
+        assert result.exit_code == 0, result.output
+    flower_test = " ".join(services["flower"]["healthcheck"]["test"])  # type: ignore[index]
+    assert "http://127.0.0.1:5555/healthcheck" in flower_test  # Flower's own, no auth needed
+
+
+def test_compose_worker_serves_metrics_on_this_machine_only() -> None:
+    worker = _compose()["worker"]
+    environment = worker["environment"]
+    assert isinstance(environment, dict)
+    assert environment["METRICS_ADDRESS"] == "0.0.0.0"  # inside its container
+    assert environment["METRICS_PORT"] == "9808"
+    assert worker["ports"] == ["127.0.0.1:${METRICS_PORT:-9808}:9808"]
