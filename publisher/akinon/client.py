@@ -47,6 +47,7 @@ from publisher.backoff import compute_backoff
 from publisher.config import Settings
 from publisher.errors import (
     AkinonBadResponse,
+    AkinonUnavailable,
     AuthError,
     UnsafeArgument,
 )
@@ -99,6 +100,7 @@ class AkinonClient:
         self._tokens = token_cache if token_cache is not None else DEFAULT_TOKEN_CACHE
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._down = False  # the last request found no connection to the host
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_TIMEOUT)),
@@ -279,8 +281,10 @@ class AkinonClient:
             if stop is not None and stop.is_set():
                 raise Cancelled()
             try:
-                return attempt_once()
+                result = attempt_once()
             except Retry as retry:
+                if retry.unreachable and (self._down or attempt >= self._max_retries):
+                    raise self._unreachable(retry, attempt + 1, where) from retry.__cause__
                 if attempt >= self._max_retries:
                     raise gave_up(retry, attempt + 1, where) from retry.__cause__
                 metrics.akinon_retried(retry_cause(retry))
@@ -297,6 +301,27 @@ class AkinonClient:
                 )
                 self._pause(delay, stop)
                 attempt += 1
+            else:
+                self._down = False
+                return result
+
+    def _unreachable(self, retry: Retry, attempts: int, where: Where) -> AkinonUnavailable:
+        """Say the host is down, in one line; later requests then try once, not a cycle.
+
+        Each request retrying on its own would cost every step of a run (every task of a
+        worker process) a whole retry cycle against a host that is known to be down; the
+        first success ends the outage.
+        """
+        if self._down:
+            return AkinonUnavailable(
+                f"Akinon at {self._display} is still unreachable: {retry} (one attempt at "
+                f"{where}; no retries until it answers again)"
+            )
+        self._down = True
+        return AkinonUnavailable(
+            f"Akinon at {self._display} is unreachable: {retry} (gave up after {attempts} "
+            f"attempts at {where}); check AKINON_URL and the network"
+        )
 
     def _pause(self, delay: float, stop: threading.Event | None) -> None:
         if stop is not None and self._sleep is time.sleep:

@@ -48,10 +48,18 @@ class Where:
 class Retry(Exception):
     """Internal: this attempt failed in a way another attempt may not."""
 
-    def __init__(self, cause: str, *, delay: float | None = None, bad_body: bool = False):
+    def __init__(
+        self,
+        cause: str,
+        *,
+        delay: float | None = None,
+        bad_body: bool = False,
+        unreachable: bool = False,
+    ):
         super().__init__(cause)
         self.delay = delay  # the server's Retry-After, when it gave one
         self.bad_body = bad_body
+        self.unreachable = unreachable  # no connection could be made: the host is down
 
 
 class Refused(Exception):
@@ -78,6 +86,8 @@ def httpx_boundary(where: Where) -> Iterator[None]:
 def translate(exc: Exception, where: Where) -> Exception:
     """Map one httpx exception to a retry signal (may pass) or a protocol error (will not)."""
     cause = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return Retry(cause, unreachable=True)
     if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.ProxyError):
         return Retry(cause)
     if isinstance(exc, httpx.RemoteProtocolError):  # connection closed, body cut short
@@ -106,7 +116,24 @@ def check_status(
         raise AkinonProtocolError(
             f"HTTP {status}: refusing to follow a redirect to {target} at {where}"
         )
-    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}")
+    hint = not_found_hint(response.request.url, where) if status == 404 else ""
+    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}{hint}")
+
+
+def not_found_hint(url: httpx.URL, where: Where) -> str:
+    """Say what to fix when Akinon answers 404: the base URL, or the channel."""
+    path = url.path
+    api = path.rfind("/api/v1/")
+    root = str(url.copy_with(path=path[:api] or "/", query=None, fragment=None)).rstrip("/")
+    if path[:api].endswith("/api/v1"):
+        good = root.removesuffix("/api/v1")
+        return f" (AKINON_URL must be the server's root, without /api/v1: set it to {good})"
+    if where.channel_id is not None:
+        return (
+            f" (no sales channel {where.channel_id} here? check AKINON_CHANNELS; and that "
+            f"AKINON_URL is the server's root: {root})"
+        )
+    return f" (check AKINON_URL, now {root}: it must be the server's root)"
 
 
 def decode_body(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
