@@ -28,6 +28,7 @@ import httpx
 import orjson
 import pytest
 from dotenv import dotenv_values
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.readme import ROOT, block_with
 
@@ -132,6 +133,7 @@ def workdir(tmp_path: Path) -> Path:
 def _environment(redis_url: str, amqp_url: str) -> dict[str, str]:
     sandbox_port = _free_port()
     ours = ("AKINON_", "FLOWER_", "SANDBOX_", "POLL_", "CELERY_", "LOG_", "BEAT_", "HONCHO")
+    ours += ("METRICS_", "HEALTH_", "PROMETHEUS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     env.update(
         REDIS_URL=redis_url,
@@ -139,6 +141,7 @@ def _environment(redis_url: str, amqp_url: str) -> dict[str, str]:
         AKINON_URL=f"http://127.0.0.1:{sandbox_port}",
         SANDBOX_PORT=str(sandbox_port),
         FLOWER_PORT=str(_free_port()),
+        METRICS_PORT=str(_free_port()),
         CELERY_QUEUE=f"akinon-publisher-readme-{uuid.uuid4().hex[:8]}",
         POLL_INTERVAL_SECONDS=str(INTERVAL),
     )
@@ -171,6 +174,21 @@ def _succeeded_steps(tasks: dict[str, dict[str, str]]) -> set[str]:
         for t in tasks.values()
         if t.get("name") == "akinon.sync" and t.get("state") == "SUCCESS" and t["args"] in ours
     }
+
+
+def _published(port: int) -> float:
+    """Return the records the worker's metrics say were published, on every step."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "akinon_publisher_records_total"
+        and sample.labels.get("outcome") == "published"
+    )
 
 
 def _json_events(path: Path) -> Iterator[dict[str, object]]:
@@ -232,6 +250,12 @@ def test_the_readme_production_section_runs_as_written(
         _wait(
             "Flower lists succeeded steps",
             lambda: bool(_succeeded_steps(_flower_tasks(flower_port, users))),
+            until,
+            logs,
+        )
+        _wait(
+            "the worker's metrics count published records",
+            lambda: _published(int(env["METRICS_PORT"])) > 0,
             until,
             logs,
         )

@@ -46,3 +46,31 @@ def test_a_retry_is_named_by_its_status_or_kind() -> None:
     assert retry_cause(Retry("HTTP 503")) == "503"
     assert retry_cause(Retry("ConnectError: refused")) == "network"
     assert retry_cause(Retry("invalid JSON", bad_body=True)) == "bad_body"
+
+
+def test_every_metric_the_dashboard_queries_exists() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    # One recording of each kind, so that every metric has samples in this process.
+    metrics.step_succeeded(73, "stock", {"seen": 1}, {"newest_seen": "2026-01-01T00:00:00Z"})
+    metrics.step_failed(73, "stock", AuthError("no"), False, 0.1)
+    metrics.step_skipped(73, "stock")
+    metrics.akinon_answered(200)
+    metrics.akinon_retried("503")
+    with metrics.confirm_wait():
+        pass
+    scraped = {s.name for family in REGISTRY.collect() for s in family.samples}
+    dashboard = Path(__file__).resolve().parents[2] / "dashboards" / "akinon-publisher.json"
+    exprs = [
+        target["expr"]
+        for panel in json.loads(dashboard.read_text())["panels"]
+        for target in panel["targets"]
+    ]
+    queried = {name for expr in exprs for name in re.findall(r"akinon_publisher_\w+", expr)}
+    assert queried, "the dashboard queries no metric"
+    assert queried <= scraped, queried - scraped
+    documented = {metrics.PREFIX + name for name in metrics.NAMES}
+    bases = {re.sub(r"_(bucket|count|sum)$", "", name) for name in queried}
+    assert bases <= documented, bases - documented
