@@ -194,3 +194,29 @@ def test_health_probes_for_beat_and_the_worker(
         assert time.monotonic() < deadline, answered.stdout + processes.logs()
         time.sleep(0.5)
     assert "probe@" in answered.stdout
+
+
+def test_a_worker_refuses_a_hostile_task_without_touching_akinon(
+    sandbox: SandboxServer,
+    processes: Processes,
+    channel_id: int,
+    redis_url: str,
+    amqp_url: str,
+) -> None:
+    env = service_env(sandbox, channel_id, redis_url, amqp_url)
+    processes.start("worker", worker("guard"), env)
+    processes.wait_for(" ready.", timeout=45)
+    before = httpx.get(f"{sandbox.url}/_control/state").json()["requests"]
+    client = Celery("test-client", broker=amqp_url)
+    client.send_task(SYNC_TASK, args=["../users/#", "stock"], queue=env["CELERY_QUEUE"])
+    client.send_task(SYNC_TASK, args=[channel_id, "users"], queue=env["CELERY_QUEUE"])
+    client.close()
+    deadline = time.monotonic() + 20
+    while processes.logs().count("akinon.sync refused") < 2:
+        assert time.monotonic() < deadline, processes.logs()
+        time.sleep(0.3)
+    time.sleep(1)
+    logs = processes.logs()
+    assert "UnsafeArgument" in logs
+    assert "Retry in" not in logs  # fatal: never retried
+    assert httpx.get(f"{sandbox.url}/_control/state").json()["requests"] == before
