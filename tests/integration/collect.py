@@ -52,6 +52,13 @@ class Collector:
                 continue
         return self.bodies()
 
+    def take(self, count: int, timeout: float = 10.0) -> list[Any]:
+        """Wait for `count` messages, return them as received (raw) and forget them."""
+        self.collect(count, timeout)
+        taken = self.messages[:]
+        self.clear()
+        return taken
+
     def settle(self, quiet: float = 0.5) -> list[dict[str, Any]]:
         """Drain until nothing arrives for `quiet` seconds; return every body."""
         while True:

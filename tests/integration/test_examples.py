@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -27,21 +25,7 @@ from tests.factories import as_page, price, stock
 
 pytestmark = pytest.mark.integration
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 QUIET = 0.3
-
-
-@pytest.fixture
-def pg_dsn() -> str:
-    """Return the DSN of the real PostgreSQL (database `test`)."""
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        message = "PostgreSQL is not reachable on 127.0.0.1:5432"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)  # in CI a missing server is a failure, never a skip
-        pytest.skip(message)
-    return os.environ.get("TEST_PG_DSN", PG_DSN)
 
 
 class History:
@@ -110,17 +94,6 @@ def subscribe(amqp_url: str, channel_id: int, queue: str) -> Iterator[Callable[.
     yield make
     for subscription in made:
         subscription.close()
-
-
-@pytest.fixture
-def erp(pg_dsn: str, channel_id: int) -> Iterator[ErpConnector]:
-    """An ERP connector on a table of its own, dropped afterwards."""
-    table = f"erp_test_{channel_id}"
-    with psycopg.connect(pg_dsn, autocommit=True) as db:
-        connector = ErpConnector(db, table)
-        connector.create_table()
-        yield connector
-        db.execute(psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(psycopg.sql.Identifier(table)))
 
 
 # ------------------------------------------------------------------------------------ ERP

@@ -3,56 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
-from publisher.akinon import AkinonClient
 from publisher.errors import AkinonProtocolError, AuthError, BrokerError
 from publisher.pages import RecordPage
 from publisher.pipeline import StepSpec, StepSummary
-from publisher.publish import KombuPublisher
 from publisher.records import Endpoint, Resource
 from publisher.sandbox import SandboxServer
 from publisher.service import Edges, run_step
 from publisher.state import RedisStateStore
-from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
+from tests.integration.conftest import EdgesFactory
 from tests.proxy import TcpProxy
 from tests.redis_servers import BACKENDS
 
 pytestmark = pytest.mark.integration
-
-EdgesFactory = Callable[..., Edges]
-
-
-@pytest.fixture
-def make_edges(redis_backend: str, amqp_url: str) -> Iterator[EdgesFactory]:
-    built: list[Edges] = []
-
-    def make(
-        server: SandboxServer,
-        *,
-        page_size: int = 10,
-        token: str = SANDBOX_TOKEN,
-        amqp: str | None = None,
-    ) -> Edges:
-        client = AkinonClient(
-            server.url, token=token, page_size=page_size, backoff_cap=0.2, max_retries=3
-        )
-        state = RedisStateStore.from_url(redis_backend)
-        edges = Edges(
-            client, state, KombuPublisher(amqp or amqp_url, confirm_timeout=5), redis=state.client
-        )
-        built.append(edges)
-        return edges
-
-    yield make
-    for edges in built:
-        edges.close()
 
 
 def step(

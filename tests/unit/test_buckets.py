@@ -64,3 +64,10 @@ def test_merging_replaces_known_keys_and_adds_new_ones() -> None:
         30: Stored(3, _form(30, 9)),
         31: Stored(1, _form(31, 5)),
     }
+
+
+def test_merging_never_moves_a_record_back_and_removes_deleted_keys() -> None:
+    bucket = Bucket.decode(encode_bucket([Stored(4, _form(3, 4)), Stored(2, _form(30, 2))]), 0)
+    # A writer that read sequence 2 of key 3 before another moved it to 4 merges late.
+    merged = bucket.merged({3: Stored(2, _form(3, 2)), 30: None})
+    assert Bucket.decode(merged.encoded(), 0).versions() == {3: Stored(4, _form(3, 4))}

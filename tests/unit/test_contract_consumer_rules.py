@@ -54,6 +54,25 @@ def test_judge(last: Applied | None, sequence: int, event_id: str, verdict: Verd
     assert judge(last, sequence, event_id) is verdict
 
 
+@pytest.mark.parametrize(
+    ("last", "sequence", "modified", "verdict"),
+    [
+        # After the publisher lost its state, sequences start again at 1: a later
+        # modified_date still wins, and the same content re-read is older, not new.
+        (Applied(3, "c", 200), 1, 300, Verdict.NEW),
+        (Applied(3, "c", 200), 1, 200, Verdict.STALE),
+        (Applied(3, "c", 200), 9, 100, Verdict.STALE),  # an older date loses to any sequence
+        (Applied(3, "c", 200), 4, 200, Verdict.NEW),  # same date: the sequence decides
+        (Applied(3, "c", None), 4, 100, Verdict.NEW),  # remembered by 1.0: sequence alone
+        (Applied(3, "c", 200), 2, None, Verdict.STALE),  # a 1.0 event: sequence alone
+    ],
+)
+def test_judge_orders_by_modified_date_first(
+    last: Applied, sequence: int, modified: int | None, verdict: Verdict
+) -> None:
+    assert judge(last, sequence, "e", modified) is verdict
+
+
 def test_memory_store_never_moves_a_record_backwards() -> None:
     store = MemoryStore()
     ref = RecordRef(1, "stock.changed", 5)

@@ -1,0 +1,133 @@
+"""The change feed's pure rules: what a scan saw, which deletes it may publish, the plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
+from publisher.diff import PageDiff, Rejection, Stored, StoredPage
+from publisher.pipeline import StepSpec, StepSummary
+from publisher.plan import plan_step, step_progress
+from publisher.records import Endpoint, Resource
+from publisher.topology import BUCKET_SIZE
+from tests.factories import as_page, stock
+
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+RECENT = (NOW - timedelta(minutes=5)).isoformat()
+
+
+def scan_of(*pages: list[int]) -> Scan:
+    scan = Scan()
+    for keys in pages:
+        scan.add(as_page(Resource.STOCK, [stock(k) for k in keys]), PageDiff())
+    return scan
+
+
+# ----------------------------------------------------------------------------------- scans
+
+
+def test_a_scan_knows_every_key_it_saw_across_buckets() -> None:
+    far = 5 * BUCKET_SIZE + 3
+    scan = scan_of([1, 2, BUCKET_SIZE - 1], [BUCKET_SIZE, far])
+    assert all(key in scan for key in (1, 2, BUCKET_SIZE - 1, BUCKET_SIZE, far))
+    assert 3 not in scan and far + 1 not in scan
+    assert missing([1, 3, far, far + 1], scan) == [3, far + 1]
+    assert scan.tracked_seen() == 5
+
+
+def test_keys_seen_only_as_untracked_rejections_are_not_counted_as_tracked() -> None:
+    scan = Scan()
+    rejected = Rejection(9, "stock is not an integer", {}, "d", tracked=False)
+    scan.add(as_page(Resource.STOCK, [stock(8), stock(9)]), PageDiff(rejections=[rejected]))
+    assert 9 in scan  # still in the list: never a delete
+    assert scan.tracked_seen() == 1
+
+
+def test_a_page_cut_short_marks_the_whole_scan() -> None:
+    scan = scan_of([1])
+    page = as_page(Resource.STOCK, [stock(2)])
+    page.cut_short = True
+    scan.add(page, PageDiff())
+    scan.add(as_page(Resource.STOCK, [stock(3)]), PageDiff())
+    assert scan.cut_short
+
+
+# --------------------------------------------------------------------------------- deletes
+
+
+def test_the_guard_holds_an_implausible_share_and_lets_a_few_through() -> None:
+    guard = DeleteGuard(share=0.2, minimum=10)
+    assert guard.holds(12, 30)  # 40%, and at least ten
+    assert not guard.holds(9, 30)  # fewer than the minimum, whatever the share
+    assert not guard.holds(15, 100)  # a plausible share
+    assert not replace(guard, released=True).holds(30, 30)
+
+
+def test_a_deletion_carries_the_next_sequence_and_the_last_published_content() -> None:
+    stored = StoredPage({4: Stored(3, b'{"pk":4}')})
+    (deletion,) = deletions([4, 5], stored)  # 5 has no version: nothing to delete
+    assert (deletion.key, deletion.sequence, deletion.before) == (4, 4, b'{"pk":4}')
+
+
+def test_a_deletion_is_dated_after_every_published_version() -> None:
+    assert deleted_at(NOW, None) == NOW
+    assert deleted_at(NOW, NOW - timedelta(hours=1)) == NOW
+    ahead = NOW + timedelta(seconds=3)  # Akinon's clock runs ahead of ours
+    assert deleted_at(NOW, ahead) > ahead
+
+
+# ------------------------------------------------------------------------------------ plan
+
+
+def spec(**options: Any) -> StepSpec:
+    return StepSpec(7, Resource.STOCK, "https://omni.example", lookback_seconds=60, **options)
+
+
+def test_a_step_with_no_bookkeeping_is_a_complete_reload() -> None:
+    planned = plan_step(spec(), {}, NOW)
+    assert (planned.since, planned.reload, planned.reconcile) == (None, True, True)
+    assert planned.complete
+
+
+def test_an_ignored_date_filter_means_complete_scans_from_then_on() -> None:
+    meta = {"watermark": "2026-05-01T11:59:00Z", "last_full_scan_at": RECENT, "loaded_at": RECENT}
+    assert plan_step(spec(), meta, NOW).since == "2026-05-01T11:58:00.000000Z"
+    ignored = plan_step(spec(), {**meta, "date_filter_ignored_at": RECENT}, NOW)
+    assert ignored.since is None and not ignored.reload
+
+
+def test_an_acknowledging_step_never_uses_a_date_filter() -> None:
+    meta = {"watermark": "2026-05-01T11:59:00Z", "last_full_scan_at": RECENT}
+    queue = spec(endpoint=Endpoint.INSERTS_OR_UPDATES, acknowledge=True)
+    assert plan_step(queue, meta, NOW).since is None
+
+
+def test_an_operator_release_reaches_the_next_scan_only() -> None:
+    released = plan_step(spec(), {"release_deletes": "1"}, NOW)
+    assert released.delete_guard.released
+    summary = StepSummary(7, "stock", complete_scan=True, deleted=12)
+    progress = step_progress(summary, {"release_deletes": "1", "deletes_held": "12"}, NOW, NOW)
+    assert (progress["release_deletes"], progress["deletes_held"]) == ("0", "0")
+
+
+def test_held_deletes_keep_the_moment_they_were_first_held() -> None:
+    summary = StepSummary(7, "stock", complete_scan=True, deletes_held=12)
+    first = step_progress(summary, {}, NOW, NOW)
+    later = NOW + timedelta(minutes=15)
+    again = step_progress(summary, first, later, later)
+    assert again["deletes_held"] == "12" and again["deletes_held_at"] == NOW.isoformat()
+
+
+def test_a_found_ignored_date_filter_is_written_once() -> None:
+    summary = StepSummary(7, "stock", incremental=True, date_filter_ignored=True)
+    assert step_progress(summary, {}, NOW, NOW)["date_filter_ignored_at"] == NOW.isoformat()
+    known = {"date_filter_ignored_at": RECENT}
+    assert "date_filter_ignored_at" not in step_progress(summary, known, NOW, NOW)
+
+
+def test_the_watermark_never_moves_back() -> None:
+    summary = StepSummary(7, "stock", newest_modified="2026-05-01T10:00:00Z")
+    progress = step_progress(summary, {"watermark": "2026-05-01T11:00:00Z"}, NOW, NOW)
+    assert progress["watermark"] == "2026-05-01T11:00:00Z"
