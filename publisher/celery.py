@@ -1,8 +1,11 @@
 """Run sync steps as Celery tasks: `celery -A publisher worker|beat|flower`.
 
 Beat schedules one `akinon.sync` task per configured (channel, resource), the first at once
-when it starts. Tasks are thin: they take the process's edges (built once per worker
-process, after the fork) and call `run_step`. Retryable errors retry with capped, jittered
+when it starts, and touches a heartbeat file on every tick (`health beat`). A task runs only
+for a configured (channel, resource): its arguments come from whoever can publish to the
+broker. A worker with METRICS_PORT serves its pool's business metrics. Tasks are thin: they
+take the process's edges (built once per worker process, after the fork) and call
+`run_step`. Retryable errors retry with capped, jittered
 back-off; fatal ones fail at once. The settings are read when Celery first needs its
 configuration, not at import; Flower takes its address, port and users from them too.
 """
@@ -187,8 +190,9 @@ def _is_loopback(address: str) -> bool:
 
 
 @worker_init.connect
-def _tune_gc(**_: Any) -> None:
-    # In the main worker process, before any pool process is forked: every pool inherits it.
+def _start_worker(**_: Any) -> None:
+    # In the main worker process, before any pool process is forked: every pool inherits
+    # the collector's thresholds and the metrics directory.
     tune_gc()
     _serve_metrics(settings())
 
@@ -257,11 +261,18 @@ def checked_step(task: str, channel_id: object, resource: object) -> tuple[int, 
     ):
         return channel_id, Resource(resource)
     message = (
-        f"{task} refused: arguments ({channel_id!r}, {resource!r}) are not a configured "
-        f"step (channels {config.akinon_channels}, resources {[r.value for r in Resource]})"
+        f"{task} refused: arguments ({_shown(channel_id)}, {_shown(resource)}) are not a "
+        f"configured step (channels {config.akinon_channels}, "
+        f"resources {[r.value for r in Resource]})"
     )
     log.error("%s", message)
     raise UnsafeArgument(message)
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """Return a refused argument as one short line: its repr, cut at `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 @app.task(
@@ -281,7 +292,7 @@ def snapshot(self: Any, channel_id: int, resource: str, queue: str | None = None
     """
     channel, kind = checked_step(SNAPSHOT_TASK, channel_id, resource)
     if queue is not None and not isinstance(queue, str):
-        message = f"{SNAPSHOT_TASK} refused: queue {queue!r} is not a queue name"
+        message = f"{SNAPSHOT_TASK} refused: queue {_shown(queue)} is not a queue name"
         log.error("%s", message)
         raise UnsafeArgument(message)
     spec = snapshot_spec(settings(), channel, kind, self.request.id, queue)

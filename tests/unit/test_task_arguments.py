@@ -107,3 +107,11 @@ def test_the_client_builds_request_paths_from_positive_integers_only(channel_id:
         with pytest.raises(UnsafeArgument):
             client.acknowledge(channel_id, Resource.STOCK, [(1, "2026-01-01T00:00:00Z")])
     assert requests == []
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_huge_refused_argument_is_logged_short(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(UnsafeArgument):
+        tasks.sync("x" * 100_000, "stock")
+    assert len(caplog.records[-1].getMessage()) < 400
