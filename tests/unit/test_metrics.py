@@ -48,10 +48,12 @@ def test_a_retry_is_named_by_its_status_or_kind() -> None:
     assert retry_cause(Retry("invalid JSON", bad_body=True)) == "bad_body"
 
 
-def test_every_metric_the_dashboard_queries_exists() -> None:
+def test_every_metric_the_dashboard_and_the_alerts_query_exists() -> None:
     import json
     import re
     from pathlib import Path
+
+    import yaml
 
     # One recording of each kind, so that every metric has samples in this process.
     metrics.step_succeeded(73, "stock", {"seen": 1}, {"newest_seen": "2026-01-01T00:00:00Z"})
@@ -62,12 +64,16 @@ def test_every_metric_the_dashboard_queries_exists() -> None:
     with metrics.confirm_wait():
         pass
     scraped = {s.name for family in REGISTRY.collect() for s in family.samples}
-    dashboard = Path(__file__).resolve().parents[2] / "dashboards" / "akinon-publisher.json"
+    dashboards = Path(__file__).resolve().parents[2] / "dashboards"
     exprs = [
         target["expr"]
-        for panel in json.loads(dashboard.read_text())["panels"]
+        for panel in json.loads((dashboards / "akinon-publisher.json").read_text())["panels"]
         for target in panel["targets"]
     ]
+    rules = yaml.safe_load((dashboards / "alerts.yml").read_text())
+    alerts = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert len(alerts) == 5
+    exprs += alerts
     queried = {name for expr in exprs for name in re.findall(r"akinon_publisher_\w+", expr)}
     assert queried, "the dashboard queries no metric"
     assert queried <= scraped, queried - scraped
