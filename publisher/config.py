@@ -122,6 +122,9 @@ class Settings(BrokerSettings):
         10, ge=1, description="... and at least this many (smaller deletes always go out)."
     )
     akinon_page_size: int = Field(500, ge=1, le=10_000, description="Records per page.")
+    akinon_drain_max_pages: int = Field(
+        1000, ge=1, description="Acknowledging: most pages one step takes off the work queue."
+    )
     akinon_timeout_seconds: float = Field(30.0, gt=0, description="HTTP timeout per request.")
     akinon_max_retries: int = Field(5, ge=0, le=20, description="Retries per request.")
     akinon_backoff_cap_seconds: float = Field(30.0, gt=0, description="Longest retry pause.")

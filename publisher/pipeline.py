@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from publisher.acks import REJECTED_REASON, Ack, acknowledge, recover
 from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
 from publisher.diff import Deletion, PageDiff, Rejection, Stored, diff_page, unreported
 from publisher.outgoing import (
@@ -57,7 +58,7 @@ class StepSpec:
     # None: every step scans everything; else the lookback of incremental steps.
     lookback_seconds: float | None = None
     full_scan_seconds: float = 900.0
-    # Acknowledging drains a work queue from its first page; this bounds one step's rounds.
+    # Acknowledging drains a work queue from its first page; at most this many pages a step.
     max_rounds: int = 1000
     # The step loads the list into an empty state (first load, or the state was lost).
     reload: bool = False
@@ -107,6 +108,10 @@ class StepSummary:
     reconciled: bool = False
     # A date-filtered step got records older than its filter: the server ignores it.
     date_filter_ignored: bool = False
+    # Acknowledging: why the drain stopped (`empty`, `nothing new`, `cap`), and how many of
+    # our batches a previous step left open were ended first.
+    drained_because: str | None = None
+    batches_recovered: int = 0
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -138,6 +143,8 @@ class StepSummary:
             f"published={self.published} rejected={self.rejected} "
             f"acknowledged={self.acknowledged} duration={self.duration_seconds:.3f}s"
             + (f" deletes_held={self.deletes_held}" if self.deletes_held else "")
+            + (f" drained_because={self.drained_because!r}" if self.drained_because else "")
+            + (f" batches_recovered={self.batches_recovered}" if self.batches_recovered else "")
         )
 
 
@@ -187,30 +194,104 @@ def sync_step(
         incremental=spec.since is not None,
         complete_scan=spec.complete,
     )
+    if spec.acknowledge:
+        summary = _drain(spec, ctx, source, state, publisher, summary, on_page)
+        return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
-    for records in _pages(spec, source):
+    for records in source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, _params(spec)):
         page = prepare_page(ctx, records, state, in_flight[0] if in_flight else None)
         if scan is not None:
             scan.add(records, page.diff)
         if _ignores_date_filter(spec, records):
             summary = replace(summary, date_filter_ignored=True)
         if in_flight is not None:
-            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+            summary = _finish(spec, state, publisher, in_flight, summary, on_page)
         in_flight = (page, publisher.send(page.events))
-        if spec.acknowledge:
-            before = summary.acknowledged
-            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
-            in_flight = None
-            if summary.acknowledged == before:
-                break  # nothing left that we can take off the work queue this step
     if in_flight is not None:
-        summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+        summary = _finish(spec, state, publisher, in_flight, summary, on_page)
     if scan is not None and not scan.cut_short:
         summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
     elif scan is not None:
         summary = replace(summary, complete_scan=False)
     return replace(summary, duration_seconds=time.monotonic() - started)
+
+
+def _params(spec: StepSpec) -> dict[str, str] | None:
+    return {"modified_date__gte": spec.since} if spec.since else None
+
+
+def _drain(
+    spec: StepSpec,
+    ctx: EventContext,
+    source: ChangeSource,
+    state: StateStore,
+    publisher: EventPublisher,
+    summary: StepSummary,
+    on_page: ProgressCallback | None,
+) -> StepSummary:
+    """Drain a work queue: publish, commit and acknowledge its first page until it is done.
+
+    Acknowledged records leave the queue, so page 1 is read again each round. The drain
+    stops on an empty page, on a page with nothing this step has not acknowledged already
+    (a record that cannot be acknowledged, or a server that keeps serving them), or after
+    `max_rounds` pages; the summary says which. Our batches a previous step left open are
+    ended first (`publisher.acks.recover`), or the queue could stay blocked.
+    """
+    recovered = recover(source, state, spec.channel_id, spec.resource)
+    summary = replace(summary, batches_recovered=recovered.touched)
+    handled: set[Ack] = set()
+    for _ in range(spec.max_rounds):
+        records = _first_page(spec, source)
+        if not records:
+            return replace(summary, drained_because="empty")
+        page = prepare_page(ctx, records, state)
+        publisher.confirm(publisher.send(page.events))
+        state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
+        fresh = [ack for ack in acks_of(records, page.diff) if ack not in handled]
+        acknowledge(source, state, spec.channel_id, spec.resource, fresh)
+        handled.update(fresh)
+        summary = summary.add(page.diff, len(page.events), len(fresh))
+        if on_page is not None:
+            on_page(summary)
+        if not fresh:
+            return replace(summary, drained_because="nothing new")
+    return replace(summary, drained_because="cap")
+
+
+def _first_page(spec: StepSpec, source: ChangeSource) -> RecordPage | None:
+    pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, prefetch=False)
+    try:
+        return next(pages, None)
+    finally:
+        close = getattr(pages, "close", None)  # stop a prefetching generator early
+        if close is not None:
+            close()
+
+
+def acks_of(records: RecordPage, diff: PageDiff) -> list[Ack]:
+    """Return what a page acknowledges: each record's version as read, rejected ones with a reason.
+
+    A record without a readable key or `modified_date` cannot be acknowledged (Akinon needs
+    both); it stays in the queue and is reported as rejected.
+    """
+    rejected = {r.key for r in diff.rejections}
+    acks: dict[int, Ack] = {}
+    for index, key in enumerate(records.keys):
+        modified = records.modified(index)
+        if key is None or modified is None or not _is_date(modified):
+            continue
+        reason = REJECTED_REASON if key in rejected else None
+        acks[key] = Ack(key, modified, reason)
+    return list(acks.values())
+
+
+def _is_date(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _ignores_date_filter(spec: StepSpec, records: RecordPage) -> bool:
@@ -316,57 +397,23 @@ def prepare_page(
 
 def _finish(
     spec: StepSpec,
-    source: ChangeSource,
     state: StateStore,
     publisher: EventPublisher,
     in_flight: tuple[PreparedPage, int],
     summary: StepSummary,
     on_page: ProgressCallback | None,
 ) -> StepSummary:
-    """Wait for a page's confirms, then commit it (and acknowledge it, if asked to)."""
+    """Wait for a page's confirms, then commit it."""
     page, ticket = in_flight
     publisher.confirm(ticket)
     state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
-    acknowledged = _acknowledge(spec, source, page.records, page.diff) if spec.acknowledge else 0
-    summary = summary.add(page.diff, len(page.events), acknowledged)
+    summary = summary.add(page.diff, len(page.events), 0)
     if on_page is not None:
         on_page(summary)
     return summary
-
-
-def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
-    if not spec.acknowledge:
-        params = {"modified_date__gte": spec.since} if spec.since else None
-        yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
-        return
-    # Acknowledged records leave the queue, so page 2 would skip records: take page 1 again.
-    for _ in range(spec.max_rounds):
-        pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, prefetch=False)
-        try:
-            first = next(pages, None)
-        finally:
-            close = getattr(pages, "close", None)  # stop a prefetching generator early
-            if close is not None:
-                close()
-        if not first:
-            return
-        yield first
 
 
 def _newest(first: str | None, second: str | None) -> str | None:
     if first is None or second is None:
         return first or second
     return max(first, second)
-
-
-def _acknowledge(spec: StepSpec, source: ChangeSource, records: RecordPage, diff: PageDiff) -> int:
-    rejected = {r.key for r in diff.rejections}
-    objects = [
-        (key, modified)
-        for index, key in enumerate(records.keys)
-        if key is not None
-        and key not in rejected
-        and (modified := records.modified(index)) is not None
-    ]
-    source.acknowledge(spec.channel_id, spec.resource, objects)
-    return len(objects)

@@ -93,6 +93,7 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
             else None
         ),
         full_scan_seconds=settings.full_scan_interval_seconds,
+        max_rounds=settings.akinon_drain_max_pages,
         delete_guard=DeleteGuard(
             share=settings.delete_guard_share, minimum=settings.delete_guard_min_records
         ),

@@ -62,6 +62,10 @@ class Refused(Exception):
         self.status = status
 
 
+class NotFound(AkinonProtocolError):
+    """Akinon answered 404: what was asked for does not exist (a batch request, a record)."""
+
+
 class Cancelled(Exception):
     """Internal: the caller stopped iterating; the prefetch thread gives up its fetch."""
 
@@ -106,7 +110,8 @@ def check_status(
         raise AkinonProtocolError(
             f"HTTP {status}: refusing to follow a redirect to {target} at {where}"
         )
-    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}")
+    kind = NotFound if status == 404 else AkinonProtocolError
+    raise kind(f"HTTP {status} at {where}: {snippet(response)}")
 
 
 def decode_body(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
