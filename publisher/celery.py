@@ -65,16 +65,15 @@ def settings() -> Settings:
 def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
     """Return one schedule entry per (channel, resource)."""
     schedule = {}
-    for channel_id in config.akinon_channels:
+    for channel_id, resource in config.targets():  # the channels file's, if there is one
         interval = config.interval_for(channel_id)
-        for resource in Resource:
-            schedule[f"sync-{channel_id}-{resource.value}"] = {
-                "task": SYNC_TASK,
-                "schedule": interval,
-                "args": (channel_id, resource.value),
-                # A step nobody ran within one interval is stale: the next one replaces it.
-                "options": {"expires": interval},
-            }
+        schedule[f"sync-{channel_id}-{resource.value}"] = {
+            "task": SYNC_TASK,
+            "schedule": interval,
+            "args": (channel_id, resource.value),
+            # A step nobody ran within one interval is stale: the next one replaces it.
+            "options": {"expires": interval},
+        }
     return schedule
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +69,11 @@ class StepSpec:
     reconcile: bool = False
     # How often steps are scheduled (heartbeats say so), None for a one-off step.
     interval_seconds: float | None = None
+    # The queries one step reads in turn (one per stock or price list, with the channel's
+    # filters: `publisher.channels`); a complete scan of them all finds the deletes.
+    queries: tuple[tuple[tuple[str, str], ...], ...] = ((),)
+    # Records per page for this channel; None: the source's own.
+    page_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.acknowledge != self.endpoint.is_work_queue:
@@ -199,7 +204,7 @@ def sync_step(
         return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
-    for records in source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, _params(spec)):
+    for records in _pages(spec, source):
         page = prepare_page(ctx, records, state, in_flight[0] if in_flight else None)
         if scan is not None:
             scan.add(records, page.diff)
@@ -217,8 +222,20 @@ def sync_step(
     return replace(summary, duration_seconds=time.monotonic() - started)
 
 
-def _params(spec: StepSpec) -> dict[str, str] | None:
-    return {"modified_date__gte": spec.since} if spec.since else None
+def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
+    """Yield the pages of every query of the step, one query after the other."""
+    for query in spec.queries:
+        params = _params(spec, query)
+        yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
+
+
+def _params(spec: StepSpec, query: tuple[tuple[str, str], ...]) -> dict[str, str] | None:
+    params = dict(query)
+    if spec.since:
+        params["modified_date__gte"] = spec.since
+    if spec.page_size is not None:
+        params["limit"] = str(spec.page_size)
+    return params or None
 
 
 def _drain(
@@ -241,26 +258,36 @@ def _drain(
     recovered = recover(source, state, spec.channel_id, spec.resource)
     summary = replace(summary, batches_recovered=recovered.touched)
     handled: set[Ack] = set()
-    for _ in range(spec.max_rounds):
-        records = _first_page(spec, source)
-        if not records:
-            return replace(summary, drained_because="empty")
-        page = prepare_page(ctx, records, state)
-        publisher.confirm(publisher.send(page.events))
-        state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
-        fresh = [ack for ack in acks_of(records, page.diff) if ack not in handled]
-        acknowledge(source, state, spec.channel_id, spec.resource, fresh)
-        handled.update(fresh)
-        summary = summary.add(page.diff, len(page.events), len(fresh))
-        if on_page is not None:
-            on_page(summary)
-        if not fresh:
-            return replace(summary, drained_because="nothing new")
-    return replace(summary, drained_because="cap")
+    rounds = spec.max_rounds
+    for query in spec.queries:
+        while True:
+            if rounds == 0:
+                return replace(summary, drained_because="cap")
+            rounds -= 1
+            records = _first_page(spec, source, query)
+            if not records:
+                summary = replace(summary, drained_because="empty")
+                break
+            page = prepare_page(ctx, records, state)
+            publisher.confirm(publisher.send(page.events))
+            state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
+            fresh = [ack for ack in acks_of(records, page.diff) if ack not in handled]
+            acknowledge(source, state, spec.channel_id, spec.resource, fresh)
+            handled.update(fresh)
+            summary = summary.add(page.diff, len(page.events), len(fresh))
+            if on_page is not None:
+                on_page(summary)
+            if not fresh:
+                summary = replace(summary, drained_because="nothing new")
+                break
+    return summary
 
 
-def _first_page(spec: StepSpec, source: ChangeSource) -> RecordPage | None:
-    pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, prefetch=False)
+def _first_page(
+    spec: StepSpec, source: ChangeSource, query: tuple[tuple[str, str], ...]
+) -> RecordPage | None:
+    params = _params(spec, query)
+    pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params, prefetch=False)
     try:
         return next(pages, None)
     finally:

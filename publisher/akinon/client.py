@@ -152,7 +152,8 @@ class AkinonClient:
     ) -> Iterator[RecordPage]:
         """Yield the records of each page, first page first, lazily.
 
-        `params` are extra query parameters (filters); ``page`` and ``limit`` are ours. Every
+        `params` are extra query parameters (filters); ``page`` is ours, and ``limit`` too
+        unless `params` gives one (the page size of one channel). Every
         element of a page is passed through as decoded, a non-object too: validating records
         one by one is the caller's job, so one bad record cannot sink its page.
 
@@ -162,9 +163,15 @@ class AkinonClient:
         for page N+1, never sooner.
         """
         name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
-        query = {**(params or {}), "page": "1", "limit": str(self._page_size)}
+        params = dict(params or {})
+        # A channel may have a page size of its own (`publisher.channels`).
+        limit = int(params.pop("limit", self._page_size))
+        query = {**params, "page": "1", "limit": str(limit)}
         path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
-        first = PageRequest(httpx.URL(self.base_url + path, params=query), 1, self._page_size)
+        first = PageRequest(httpx.URL(self.base_url + path, params=query), 1, limit)
+        cap = self._max_pages
+        if limit != self._page_size:
+            cap = -(-MAX_RECORDS_PER_SCAN // limit) + PAGE_CAP_MARGIN
 
         decode = partial(decode_page, resource)
 
@@ -173,8 +180,8 @@ class AkinonClient:
 
         scan = Where(channel_id, name)
         if prefetch:
-            return prefetched(fetch, first, self._max_pages, scan)
-        return sequential(fetch, first, self._max_pages, scan)
+            return prefetched(fetch, first, cap, scan)
+        return sequential(fetch, first, cap, scan)
 
     def get_price(
         self, channel_id: int, price_id: int, *, detailed: bool = False

@@ -6,10 +6,18 @@ once instead of after loading httpx, redis, kombu, pydantic models and the sandb
 A bad setting or option stops any command with one line on stderr and exit status 2.
 
 Modules: `base` (the group, settings, one-line errors), `steps` (poll, status, snapshot,
-deletes), `tools` (tail, sandbox, demo, schemas).
+deletes), `show` (one record, Akinon's and ours), `tools` (tail, sandbox, demo, schemas).
 """
 
-from publisher.cli import steps, tools
+from publisher.cli import show, steps, tools
 from publisher.cli.base import RESOURCE_NAMES, RESOURCES, ConfigProblem, main
 
-__all__ = ["RESOURCES", "RESOURCE_NAMES", "ConfigProblem", "main", "steps", "tools"]
+__all__ = [
+    "RESOURCES",
+    "RESOURCE_NAMES",
+    "ConfigProblem",
+    "main",
+    "show",
+    "steps",
+    "tools",
+]
