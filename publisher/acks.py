@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from publisher.diff import PageDiff
+from publisher.pages import RecordPage
 from publisher.records import Resource
 
 if TYPE_CHECKING:
@@ -64,6 +67,31 @@ class Ack:
         if self.failed_reason_type is not None:
             body["failed_reason_type"] = self.failed_reason_type
         return body
+
+
+def acks_of(records: RecordPage, diff: PageDiff) -> list[Ack]:
+    """Return what a page acknowledges: each record's version as read, rejected ones with a reason.
+
+    A record without a readable key or `modified_date` cannot be acknowledged (Akinon needs
+    both); it stays in the queue and is reported as rejected.
+    """
+    rejected = {r.key for r in diff.rejections}
+    acks: dict[int, Ack] = {}
+    for index, key in enumerate(records.keys):
+        modified = records.modified(index)
+        if key is None or modified is None or not _is_date(modified):
+            continue
+        reason = REJECTED_REASON if key in rejected else None
+        acks[key] = Ack(key, modified, reason)
+    return list(acks.values())
+
+
+def _is_date(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def encode_journal(acks: list[Ack]) -> bytes:

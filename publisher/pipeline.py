@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from publisher.acks import REJECTED_REASON, Ack, acknowledge, recover
+from publisher.acks import Ack, acknowledge, acks_of, recover
 from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
 from publisher.diff import Deletion, PageDiff, Rejection, Stored, diff_page, unreported
 from publisher.outgoing import (
@@ -294,31 +294,6 @@ def _first_page(
         close = getattr(pages, "close", None)  # stop a prefetching generator early
         if close is not None:
             close()
-
-
-def acks_of(records: RecordPage, diff: PageDiff) -> list[Ack]:
-    """Return what a page acknowledges: each record's version as read, rejected ones with a reason.
-
-    A record without a readable key or `modified_date` cannot be acknowledged (Akinon needs
-    both); it stays in the queue and is reported as rejected.
-    """
-    rejected = {r.key for r in diff.rejections}
-    acks: dict[int, Ack] = {}
-    for index, key in enumerate(records.keys):
-        modified = records.modified(index)
-        if key is None or modified is None or not _is_date(modified):
-            continue
-        reason = REJECTED_REASON if key in rejected else None
-        acks[key] = Ack(key, modified, reason)
-    return list(acks.values())
-
-
-def _is_date(text: str) -> bool:
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _ignores_date_filter(spec: StepSpec, records: RecordPage) -> bool:

@@ -188,3 +188,14 @@ def test_what_a_channel_leaves_out_comes_from_the_environment(
     assert settings.channel_ids == [3, 4]
     assert (settings.interval_for(3), settings.interval_for(4)) == (45, 7)
     assert step_spec(settings, 3, Resource.STOCK).page_size is None  # AKINON_PAGE_SIZE
+
+
+def test_a_list_endpoint_with_acknowledging_is_refused_at_start(tmp_path: Path) -> None:
+    from publisher.pipeline import StepSpec
+
+    result = run(
+        ["akinon-publisher", "poll"], tmp_path, AKINON_ACKNOWLEDGE="true", AKINON_ENDPOINT="list"
+    )
+    assert_one_line(result, "AKINON_ENDPOINT=list is a whole list")
+    with pytest.raises(ValueError, match="cannot be read acknowledging"):
+        StepSpec(5, Resource.STOCK, "http://a", endpoint=Endpoint.LIST, acknowledge=True)
