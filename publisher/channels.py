@@ -116,6 +116,10 @@ def parse_channels(text: str, name: str) -> ChannelsFile:
     _only(akinon, AKINON_KEYS, f"{name}: [akinon]")
     for key, value in akinon.items():
         _expect(isinstance(value, str) and value, f"{name}: [akinon] {key}", "a non-empty string")
+    if ("username_variable" in akinon) != ("password_variable" in akinon):
+        raise ChannelsFileError(
+            f"{name}: [akinon] username_variable and password_variable go together"
+        )
     defaults = _table(document.get("defaults", {}), name, "defaults")
     channels = _table(document.get("channels"), name, "channels")
     if not channels:

@@ -125,6 +125,10 @@ BASE = '[channels.5]\nresources = ["stock"]\n'
         ),
         ("[akinon]\ntoken = 'x'\n" + BASE, "[akinon]: unknown key 'token'"),
         ("[channels]\n", "[channels] needs at least one channel"),
+        (
+            "[akinon]\nusername_variable = 'U'\n" + BASE,
+            "[akinon] username_variable and password_variable go together",
+        ),
         ("[channels.5\n", "not valid TOML"),
     ],
 )
@@ -199,3 +203,14 @@ def test_a_list_endpoint_with_acknowledging_is_refused_at_start(tmp_path: Path) 
     assert_one_line(result, "AKINON_ENDPOINT=list is a whole list")
     with pytest.raises(ValueError, match="cannot be read acknowledging"):
         StepSpec(5, Resource.STOCK, "http://a", endpoint=Endpoint.LIST, acknowledge=True)
+
+
+def test_a_credential_variable_the_file_names_must_be_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "channels.toml"
+    path.write_text('[akinon]\ntoken_variable = "SHOP_TOKEN_UNSET"\n[channels.3]\n')
+    monkeypatch.setenv("AKINON_CHANNELS_FILE", str(path))
+    monkeypatch.delenv("SHOP_TOKEN_UNSET", raising=False)
+    with pytest.raises(ConfigError, match="names the variable SHOP_TOKEN_UNSET, which is not set"):
+        load_settings(akinon_url="http://a.example")
