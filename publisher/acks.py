@@ -46,7 +46,6 @@ DONE: Final = "done"
 FAIL: Final = "fail"
 # Statuses a batch is left in after its commit, until someone marks it done or failed.
 COMMITTED: Final = frozenset({COMMIT, "sent_to_remote", "ongoing"})
-ENDED: Final = frozenset({DONE, FAIL})
 
 
 @dataclass(frozen=True, slots=True)

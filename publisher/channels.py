@@ -121,6 +121,7 @@ def parse_channels(text: str, name: str) -> ChannelsFile:
             f"{name}: [akinon] username_variable and password_variable go together"
         )
     defaults = _table(document.get("defaults", {}), name, "defaults")
+    _only(defaults, CHANNEL_KEYS, f"{name}: [defaults]")
     channels = _table(document.get("channels"), name, "channels")
     if not channels:
         raise ChannelsFileError(f"{name}: [channels] needs at least one channel")

@@ -313,7 +313,11 @@ def read_channels_file(path: str) -> ChannelsFile:
 
 def _from_file(channels: ChannelsFile, path: str) -> dict[str, Any]:
     """Return the settings the file supplies: URL, credentials named by variable."""
-    supplied: dict[str, Any] = {"akinon_channels_file": path}
+    # The file's channels replace AKINON_CHANNELS, so whatever reads that field sees them.
+    supplied: dict[str, Any] = {
+        "akinon_channels_file": path,
+        "akinon_channels": list(channels.channels),
+    }
     if channels.url is not None:
         supplied["akinon_url"] = channels.url
     for name, setting in (

@@ -125,6 +125,7 @@ BASE = '[channels.5]\nresources = ["stock"]\n'
         ),
         ("[akinon]\ntoken = 'x'\n" + BASE, "[akinon]: unknown key 'token'"),
         ("[channels]\n", "[channels] needs at least one channel"),
+        ("[defaults]\npage_sise = 5\n" + BASE, "[defaults]: unknown key 'page_sise'"),
         (
             "[akinon]\nusername_variable = 'U'\n" + BASE,
             "[akinon] username_variable and password_variable go together",
@@ -189,7 +190,7 @@ def test_what_a_channel_leaves_out_comes_from_the_environment(
     settings = load_settings(
         akinon_url="http://a.example", akinon_token="t", poll_interval_seconds=45
     )
-    assert settings.channel_ids == [3, 4]
+    assert settings.channel_ids == settings.akinon_channels == [3, 4]
     assert (settings.interval_for(3), settings.interval_for(4)) == (45, 7)
     assert step_spec(settings, 3, Resource.STOCK).page_size is None  # AKINON_PAGE_SIZE
 
