@@ -71,16 +71,15 @@ def settings() -> Settings:
 def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
     """Return one schedule entry per (channel, resource)."""
     schedule = {}
-    for channel_id in config.akinon_channels:
+    for channel_id, resource in config.targets():  # the channels file's, if there is one
         interval = config.interval_for(channel_id)
-        for resource in Resource:
-            schedule[f"sync-{channel_id}-{resource.value}"] = {
-                "task": SYNC_TASK,
-                "schedule": interval,
-                "args": (channel_id, resource.value),
-                # A step nobody ran within one interval is stale: the next one replaces it.
-                "options": {"expires": interval},
-            }
+        schedule[f"sync-{channel_id}-{resource.value}"] = {
+            "task": SYNC_TASK,
+            "schedule": interval,
+            "args": (channel_id, resource.value),
+            # A step nobody ran within one interval is stale: the next one replaces it.
+            "options": {"expires": interval},
+        }
     return schedule
 
 
@@ -248,22 +247,22 @@ def checked_step(task: str, channel_id: object, resource: object) -> tuple[int, 
     """Return a task's (channel, resource) if the settings configure it; else refuse it.
 
     Anyone who can publish to the broker can send a task with any arguments: a channel id
-    is used only if it is an `int` in AKINON_CHANNELS and a resource only if it names one,
-    so nothing else reaches a request path, a Redis key or a routing key. A refusal is
-    fatal (never retried) and logged.
+    is used only if it is an `int` and, with the resource it names, a configured step
+    (AKINON_CHANNELS or the channels file), so nothing else reaches a request path, a Redis
+    key or a routing key. A refusal is fatal (never retried) and logged.
     """
-    config = settings()
+    targets = settings().targets()
     if (
         type(channel_id) is int
-        and channel_id in config.akinon_channels
         and isinstance(resource, str)
         and resource in Resource.__members__.values()
+        and (channel_id, Resource(resource)) in targets
     ):
         return channel_id, Resource(resource)
+    configured = ", ".join(f"{c}/{r.value}" for c, r in targets)
     message = (
         f"{task} refused: arguments ({_shown(channel_id)}, {_shown(resource)}) are not a "
-        f"configured step (channels {config.akinon_channels}, "
-        f"resources {[r.value for r in Resource]})"
+        f"configured step ({configured})"
     )
     log.error("%s", message)
     raise UnsafeArgument(message)

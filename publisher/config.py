@@ -12,14 +12,24 @@ missing Akinon setting never stops them.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from publisher.channels import ChannelConfig, ChannelsFile, ChannelsFileError, parse_channels
 from publisher.errors import ConfigError
-from publisher.records import Endpoint
+from publisher.records import Endpoint, Resource
 from publisher.redis_client import parse as parse_redis_url
 
 
@@ -94,7 +104,10 @@ class Settings(BrokerSettings):
     akinon_username: str | None = Field(None, description="Login user, when no token is set.")
     akinon_password: SecretStr | None = Field(None, description="Login password.")
     akinon_channels: Annotated[list[int], NoDecode] = Field(
-        description="Comma-separated sales channel ids to poll."
+        default_factory=list, description="Comma-separated sales channel ids to poll."
+    )
+    akinon_channels_file: str | None = Field(
+        None, description="Per-channel configuration file (TOML); see `publisher.channels`."
     )
     akinon_endpoint: Endpoint | None = Field(
         None,
@@ -122,6 +135,9 @@ class Settings(BrokerSettings):
         10, ge=1, description="... and at least this many (smaller deletes always go out)."
     )
     akinon_page_size: int = Field(500, ge=1, le=10_000, description="Records per page.")
+    akinon_drain_max_pages: int = Field(
+        1000, ge=1, description="Acknowledging: most pages one step takes off the work queue."
+    )
     akinon_timeout_seconds: float = Field(30.0, gt=0, description="HTTP timeout per request.")
     akinon_max_retries: int = Field(5, ge=0, le=20, description="Retries per request.")
     akinon_backoff_cap_seconds: float = Field(30.0, gt=0, description="Longest retry pause.")
@@ -195,12 +211,13 @@ class Settings(BrokerSettings):
             raise ValueError("must look like 'user:password' (comma-separated for several users)")
         return value
 
-    @field_validator("akinon_channels")
-    @classmethod
-    def _check_channels(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("needs at least one channel id")
-        return value
+    _file: ChannelsFile | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_channels(self) -> Settings:
+        if not self.akinon_channels and self.akinon_channels_file is None:
+            raise ValueError("AKINON_CHANNELS needs at least one channel id")
+        return self
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Settings:
@@ -234,13 +251,110 @@ class Settings(BrokerSettings):
         return Endpoint.INSERTS_OR_UPDATES if self.akinon_acknowledge else Endpoint.LIST
 
     def interval_for(self, channel_id: int) -> float:
-        """Return the poll interval of one channel, override first."""
+        """Return the poll interval of one channel: the file's, else override, else default."""
+        if self._file is not None and channel_id in self._file.channels:
+            seconds = self._file.channels[channel_id].interval_seconds
+            return self.poll_interval_seconds if seconds is None else seconds
         return float(self.poll_interval_overrides.get(channel_id, self.poll_interval_seconds))
+
+    @property
+    def channel_ids(self) -> list[int]:
+        """Return the configured channels: the file's, else AKINON_CHANNELS."""
+        if self._file is not None:
+            return list(self._file.channels)
+        return list(self.akinon_channels)
+
+    def channel(self, channel_id: int) -> ChannelConfig:
+        """Return how one configured channel is polled; ConfigError if it is not configured."""
+        if self._file is not None:
+            found = self._file.channels.get(channel_id)
+            if found is None:
+                raise ConfigError(f"channel {channel_id} is not in {self.akinon_channels_file}")
+            return found
+        if channel_id not in self.akinon_channels:
+            raise ConfigError(f"channel {channel_id} is not in AKINON_CHANNELS")
+        return ChannelConfig(
+            channel_id,
+            tuple(Resource),
+            self.akinon_acknowledge,
+            self.endpoint,
+            self.interval_for(channel_id),
+        )
+
+    def targets(self) -> list[tuple[int, Resource]]:
+        """Return every configured (channel, resource), in the configured order."""
+        return [(c, r) for c in self.channel_ids for r in self.channel(c).resources]
+
+
+class _ChannelsFileSetting(_Settings):
+    """Hold where the per-channel file is, read before the rest (it may supply some of it)."""
+
+    akinon_channels_file: str | None = None
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build `Settings` from the environment and `.env`; raise `ConfigError` in one line."""
-    return _load(Settings, overrides)
+    """Build `Settings` from the environment and `.env`; raise `ConfigError` in one line.
+
+    With `AKINON_CHANNELS_FILE`, the file is read and checked first: its `[akinon]` table
+    gives the URL and names the variables holding the credentials, and its channels are
+    the ones polled.
+    """
+    path = (
+        overrides.get("akinon_channels_file")
+        or _load(_ChannelsFileSetting, {}).akinon_channels_file
+    )
+    if path is None:
+        return _load(Settings, overrides)
+    channels = read_channels_file(path)
+    settings = _load(Settings, {**_from_file(channels, path), **overrides})
+    settings._file = channels
+    return settings
+
+
+def read_channels_file(path: str) -> ChannelsFile:
+    """Read and check the per-channel file; raise `ConfigError` in one line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"AKINON_CHANNELS_FILE {path}: {exc.strerror or exc}") from None
+    try:
+        return parse_channels(text, path)
+    except ChannelsFileError as exc:
+        raise ConfigError(f"AKINON_CHANNELS_FILE {exc}") from None
+
+
+def _from_file(channels: ChannelsFile, path: str) -> dict[str, Any]:
+    """Return the settings the file supplies: URL, credentials named by variable."""
+    # The file's channels replace AKINON_CHANNELS, so whatever reads that field sees them.
+    supplied: dict[str, Any] = {
+        "akinon_channels_file": path,
+        "akinon_channels": list(channels.channels),
+    }
+    if channels.url is not None:
+        supplied["akinon_url"] = channels.url
+    for name, setting in (
+        (channels.token_variable, "akinon_token"),
+        (channels.username_variable, "akinon_username"),
+        (channels.password_variable, "akinon_password"),
+    ):
+        if name is None:
+            continue
+        value = _variable(name)
+        if value is None:
+            raise ConfigError(
+                f"AKINON_CHANNELS_FILE {path}: [akinon] names the variable {name}, which is not set"
+            )
+        supplied[setting] = value
+    return supplied
+
+
+def _variable(name: str) -> str | None:
+    """Return a variable the channels file names: the environment's, else `.env`'s."""
+    value = os.environ.get(name)
+    if not value and ENV_FILE is not None and os.path.exists(ENV_FILE):
+        value = dotenv_values(ENV_FILE).get(name)
+    return value or None
 
 
 def load_broker_settings(amqp_url: str | None = None) -> BrokerSettings:

@@ -111,6 +111,13 @@ def _uuid_text(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def change_event_id(
+    channel_id: int, resource: Resource, key: int, sequence: int, canonical: bytes
+) -> str:
+    """Return the id of the change event that published a stored version (see `_changed`)."""
+    return _uuid_text(f"{channel_id}|{resource.value}|{key}|{sequence}|{digest(canonical)}")
+
+
 def changed_fields(
     resource: Resource, before: dict[str, Any] | None, after: dict[str, Any]
 ) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from publisher.acks import Ack, acknowledge, acks_of, recover
 from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
 from publisher.diff import Deletion, PageDiff, Rejection, Stored, diff_page, unreported
 from publisher.outgoing import (
@@ -57,7 +58,7 @@ class StepSpec:
     # None: every step scans everything; else the lookback of incremental steps.
     lookback_seconds: float | None = None
     full_scan_seconds: float = 900.0
-    # Acknowledging drains a work queue from its first page; this bounds one step's rounds.
+    # Acknowledging drains a work queue from its first page; at most this many pages a step.
     max_rounds: int = 1000
     # The step loads the list into an empty state (first load, or the state was lost).
     reload: bool = False
@@ -68,6 +69,11 @@ class StepSpec:
     reconcile: bool = False
     # How often steps are scheduled (heartbeats say so), None for a one-off step.
     interval_seconds: float | None = None
+    # The queries one step reads in turn (one per stock or price list, with the channel's
+    # filters: `publisher.channels`); a complete scan of them all finds the deletes.
+    queries: tuple[tuple[tuple[str, str], ...], ...] = ((),)
+    # Records per page for this channel; None: the source's own.
+    page_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.acknowledge != self.endpoint.is_work_queue:
@@ -107,6 +113,10 @@ class StepSummary:
     reconciled: bool = False
     # A date-filtered step got records older than its filter: the server ignores it.
     date_filter_ignored: bool = False
+    # Acknowledging: why the drain stopped (`empty`, `nothing new`, `cap`), and how many of
+    # our batches a previous step left open were ended first.
+    drained_because: str | None = None
+    batches_recovered: int = 0
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -138,6 +148,8 @@ class StepSummary:
             f"published={self.published} rejected={self.rejected} "
             f"acknowledged={self.acknowledged} duration={self.duration_seconds:.3f}s"
             + (f" deletes_held={self.deletes_held}" if self.deletes_held else "")
+            + (f" drained_because={self.drained_because!r}" if self.drained_because else "")
+            + (f" batches_recovered={self.batches_recovered}" if self.batches_recovered else "")
         )
 
 
@@ -187,6 +199,9 @@ def sync_step(
         incremental=spec.since is not None,
         complete_scan=spec.complete,
     )
+    if spec.acknowledge:
+        summary = _drain(spec, ctx, source, state, publisher, summary, on_page)
+        return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
     for records in _pages(spec, source):
@@ -196,21 +211,89 @@ def sync_step(
         if _ignores_date_filter(spec, records):
             summary = replace(summary, date_filter_ignored=True)
         if in_flight is not None:
-            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+            summary = _finish(spec, state, publisher, in_flight, summary, on_page)
         in_flight = (page, publisher.send(page.events))
-        if spec.acknowledge:
-            before = summary.acknowledged
-            summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
-            in_flight = None
-            if summary.acknowledged == before:
-                break  # nothing left that we can take off the work queue this step
     if in_flight is not None:
-        summary = _finish(spec, source, state, publisher, in_flight, summary, on_page)
+        summary = _finish(spec, state, publisher, in_flight, summary, on_page)
     if scan is not None and not scan.cut_short:
         summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
     elif scan is not None:
         summary = replace(summary, complete_scan=False)
     return replace(summary, duration_seconds=time.monotonic() - started)
+
+
+def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
+    """Yield the pages of every query of the step, one query after the other."""
+    for query in spec.queries:
+        params = _params(spec, query)
+        yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
+
+
+def _params(spec: StepSpec, query: tuple[tuple[str, str], ...]) -> dict[str, str] | None:
+    params = dict(query)
+    if spec.since:
+        params["modified_date__gte"] = spec.since
+    if spec.page_size is not None:
+        params["limit"] = str(spec.page_size)
+    return params or None
+
+
+def _drain(
+    spec: StepSpec,
+    ctx: EventContext,
+    source: ChangeSource,
+    state: StateStore,
+    publisher: EventPublisher,
+    summary: StepSummary,
+    on_page: ProgressCallback | None,
+) -> StepSummary:
+    """Drain a work queue: publish, commit and acknowledge its first page until it is done.
+
+    Acknowledged records leave the queue, so page 1 is read again each round. The drain
+    stops on an empty page, on a page with nothing this step has not acknowledged already
+    (a record that cannot be acknowledged, or a server that keeps serving them), or after
+    `max_rounds` pages; the summary says which. Our batches a previous step left open are
+    ended first (`publisher.acks.recover`), or the queue could stay blocked.
+    """
+    recovered = recover(source, state, spec.channel_id, spec.resource)
+    summary = replace(summary, batches_recovered=recovered.touched)
+    handled: set[Ack] = set()
+    rounds = spec.max_rounds
+    for query in spec.queries:
+        while True:
+            if rounds == 0:
+                return replace(summary, drained_because="cap")
+            rounds -= 1
+            records = _first_page(spec, source, query)
+            if not records:
+                summary = replace(summary, drained_because="empty")
+                break
+            page = prepare_page(ctx, records, state)
+            publisher.confirm(publisher.send(page.events))
+            state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
+            fresh = [ack for ack in acks_of(records, page.diff) if ack not in handled]
+            acknowledge(source, state, spec.channel_id, spec.resource, fresh)
+            handled.update(fresh)
+            summary = summary.add(page.diff, len(page.events), len(fresh))
+            if on_page is not None:
+                on_page(summary)
+            if not fresh:
+                summary = replace(summary, drained_because="nothing new")
+                break
+    return summary
+
+
+def _first_page(
+    spec: StepSpec, source: ChangeSource, query: tuple[tuple[str, str], ...]
+) -> RecordPage | None:
+    params = _params(spec, query)
+    pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params, prefetch=False)
+    try:
+        return next(pages, None)
+    finally:
+        close = getattr(pages, "close", None)  # stop a prefetching generator early
+        if close is not None:
+            close()
 
 
 def _ignores_date_filter(spec: StepSpec, records: RecordPage) -> bool:
@@ -316,57 +399,23 @@ def prepare_page(
 
 def _finish(
     spec: StepSpec,
-    source: ChangeSource,
     state: StateStore,
     publisher: EventPublisher,
     in_flight: tuple[PreparedPage, int],
     summary: StepSummary,
     on_page: ProgressCallback | None,
 ) -> StepSummary:
-    """Wait for a page's confirms, then commit it (and acknowledge it, if asked to)."""
+    """Wait for a page's confirms, then commit it."""
     page, ticket = in_flight
     publisher.confirm(ticket)
     state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
-    acknowledged = _acknowledge(spec, source, page.records, page.diff) if spec.acknowledge else 0
-    summary = summary.add(page.diff, len(page.events), acknowledged)
+    summary = summary.add(page.diff, len(page.events), 0)
     if on_page is not None:
         on_page(summary)
     return summary
-
-
-def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
-    if not spec.acknowledge:
-        params = {"modified_date__gte": spec.since} if spec.since else None
-        yield from source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, params)
-        return
-    # Acknowledged records leave the queue, so page 2 would skip records: take page 1 again.
-    for _ in range(spec.max_rounds):
-        pages = source.iter_pages(spec.channel_id, spec.resource, spec.endpoint, prefetch=False)
-        try:
-            first = next(pages, None)
-        finally:
-            close = getattr(pages, "close", None)  # stop a prefetching generator early
-            if close is not None:
-                close()
-        if not first:
-            return
-        yield first
 
 
 def _newest(first: str | None, second: str | None) -> str | None:
     if first is None or second is None:
         return first or second
     return max(first, second)
-
-
-def _acknowledge(spec: StepSpec, source: ChangeSource, records: RecordPage, diff: PageDiff) -> int:
-    rejected = {r.key for r in diff.rejections}
-    objects = [
-        (key, modified)
-        for index, key in enumerate(records.keys)
-        if key is not None
-        and key not in rejected
-        and (modified := records.modified(index)) is not None
-    ]
-    source.acknowledge(spec.channel_id, spec.resource, objects)
-    return len(objects)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Protocol
 
+from publisher.acks import Ack
 from publisher.diff import Change, Deletion, Rejection, StoredPage
 from publisher.outgoing import OutgoingEvent
 from publisher.pages import RecordPage
@@ -34,10 +35,18 @@ class ChangeSource(Protocol):
         """Yield the records of each page."""
         ...
 
-    def acknowledge(
-        self, channel_id: int, resource: Resource, objects: Sequence[tuple[int, str]]
+    def open_batch(self, channel_id: int) -> str:
+        """Open a batch request on a channel; return its pk."""
+        ...
+
+    def move_batch(
+        self, channel_id: int, resource: Resource, pk: str, status: str, acks: Sequence[Ack]
     ) -> None:
-        """Acknowledge (key, version_date as read) pairs through a batch request."""
+        """Move a batch to `status` with these objects (a retry reads the batch first)."""
+        ...
+
+    def batch_status(self, channel_id: int, pk: str) -> str | None:
+        """Return a batch's status, or None if Akinon does not know it."""
         ...
 
 
@@ -82,6 +91,18 @@ class StateStore(Protocol):
 
     def read_meta(self, channel_id: int, resource: Resource) -> dict[str, str]:
         """Return the step bookkeeping of one (channel, resource)."""
+        ...
+
+    def save_batch(self, channel_id: int, resource: Resource, pk: str, journal: bytes) -> None:
+        """Write down a batch request of ours before it is committed (`publisher.acks`)."""
+        ...
+
+    def open_batches(self, channel_id: int, resource: Resource) -> dict[str, bytes | None]:
+        """Return pk -> journal entry of every batch of ours not yet ended."""
+        ...
+
+    def drop_batch(self, channel_id: int, resource: Resource, pk: str) -> None:
+        """Forget a batch of ours once it ended."""
         ...
 
 

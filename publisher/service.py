@@ -81,23 +81,27 @@ def build_edges(settings: Settings) -> Edges:
 
 
 def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSpec:
-    """Describe one sync step as the settings configure it."""
+    """Describe one sync step as the settings (and the channels file) configure it."""
+    channel = settings.channel(channel_id)
     return StepSpec(
         channel_id=channel_id,
         resource=resource,
         base_url=settings.akinon_url,
-        endpoint=settings.endpoint,
-        acknowledge=settings.akinon_acknowledge,
+        endpoint=channel.endpoint,
+        acknowledge=channel.acknowledge,
         lookback_seconds=(
             settings.incremental_lookback_seconds
-            if settings.akinon_incremental and not settings.akinon_acknowledge
+            if settings.akinon_incremental and not channel.acknowledge
             else None
         ),
         full_scan_seconds=settings.full_scan_interval_seconds,
+        max_rounds=settings.akinon_drain_max_pages,
         delete_guard=DeleteGuard(
             share=settings.delete_guard_share, minimum=settings.delete_guard_min_records
         ),
         interval_seconds=settings.interval_for(channel_id),
+        queries=channel.queries_for(resource),
+        page_size=channel.page_size,
     )
 
 
@@ -105,8 +109,17 @@ def snapshot_spec(
     settings: Settings, channel_id: int, resource: Resource, snapshot_id: str, queue: str | None
 ) -> SnapshotSpec:
     """Describe one snapshot: the channel's whole list (the work queue is never read)."""
-    endpoint = settings.endpoint if not settings.endpoint.is_work_queue else Endpoint.LIST
-    return SnapshotSpec(channel_id, resource, settings.akinon_url, snapshot_id, queue, endpoint)
+    channel = settings.channel(channel_id)
+    endpoint = channel.endpoint if not channel.endpoint.is_work_queue else Endpoint.LIST
+    return SnapshotSpec(
+        channel_id,
+        resource,
+        settings.akinon_url,
+        snapshot_id,
+        queue,
+        endpoint,
+        queries=channel.queries_for(resource),
+    )
 
 
 def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:

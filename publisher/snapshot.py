@@ -38,6 +38,8 @@ class SnapshotSpec:
     snapshot_id: str
     queue: str | None = None
     endpoint: Endpoint = Endpoint.LIST
+    # The channel's queries (lists and filters, `publisher.channels`), read in turn.
+    queries: tuple[tuple[tuple[str, str], ...], ...] = ((),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,14 @@ def snapshot_step(
         queue=spec.queue,
     )
     summary = SnapshotSummary(spec.channel_id, spec.resource.value, spec.snapshot_id, spec.queue)
-    for page in source.iter_pages(spec.channel_id, spec.resource, spec.endpoint):
+    pages = (
+        page
+        for query in spec.queries
+        for page in source.iter_pages(
+            spec.channel_id, spec.resource, spec.endpoint, dict(query) or None
+        )
+    )
+    for page in pages:
         events, rejected = page_events(ctx, page, state)
         publisher.publish(events)
         summary = replace(

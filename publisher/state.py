@@ -283,6 +283,26 @@ class RedisStateStore:
             raw = self._redis.hgetall(topology.meta(channel_id, resource))
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def save_batch(self, channel_id: int, resource: Resource, pk: str, journal: bytes) -> None:
+        """Write down a batch request of ours before it is committed."""
+        with _translated("write"):
+            self._redis.hset(topology.batches(channel_id, resource), pk, journal)
+
+    def open_batches(self, channel_id: int, resource: Resource) -> dict[str, bytes | None]:
+        """Return pk -> journal entry of every batch of ours not yet ended."""
+        with _translated("read"):
+            raw = self._redis.hgetall(topology.batches(channel_id, resource))
+        return {_text(pk): _blob(entry) for pk, entry in raw.items()}
+
+    def drop_batch(self, channel_id: int, resource: Resource, pk: str) -> None:
+        """Forget a batch of ours once it ended."""
+        with _translated("write"):
+            self._redis.hdel(topology.batches(channel_id, resource), pk)
+
+
+def _blob(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
 
 class MemoryStateStore:
     """Keep state in a dict: the embedded demo's store and the tests' twin of Redis."""
@@ -292,6 +312,7 @@ class MemoryStateStore:
         self._state: dict[tuple[int, Resource], dict[int, Stored]] = defaultdict(dict)
         self._rejected: dict[tuple[int, Resource], dict[int, str]] = defaultdict(dict)
         self._meta: dict[tuple[int, Resource], dict[str, str]] = defaultdict(dict)
+        self._batches: dict[tuple[int, Resource], dict[str, bytes]] = defaultdict(dict)
 
     def load(self, channel_id: int, resource: Resource, record_keys: Collection[int]) -> StoredPage:
         """Return the stored state of those keys that have one."""
@@ -351,3 +372,18 @@ class MemoryStateStore:
         """Return the step bookkeeping of one (channel, resource)."""
         with self._lock:
             return dict(self._meta[(channel_id, resource)])
+
+    def save_batch(self, channel_id: int, resource: Resource, pk: str, journal: bytes) -> None:
+        """Write down a batch request of ours before it is committed."""
+        with self._lock:
+            self._batches[(channel_id, resource)][pk] = journal
+
+    def open_batches(self, channel_id: int, resource: Resource) -> dict[str, bytes | None]:
+        """Return pk -> journal entry of every batch of ours not yet ended."""
+        with self._lock:
+            return dict(self._batches[(channel_id, resource)])
+
+    def drop_batch(self, channel_id: int, resource: Resource, pk: str) -> None:
+        """Forget a batch of ours once it ended."""
+        with self._lock:
+            self._batches[(channel_id, resource)].pop(pk, None)

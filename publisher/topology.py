@@ -6,6 +6,7 @@ Nothing else in the package spells one of these names; everything looks them up 
                          akp:{<channel>:<resource>}:rej          rejected digests
                          akp:{<channel>:<resource>}:meta         step bookkeeping
                          akp:{<channel>:<resource>}:lock         single-flight lock
+                         akp:{<channel>:<resource>}:batches      our open batch requests
     Redis, consumer kit  akc:{<queue>}:<channel>:<stream>:<n>    last applied events
     exchanges            akinon.<resource>   topic, durable, alternate akinon.unrouted
                          akinon.rejected     topic, durable, alternate akinon.unrouted
@@ -80,6 +81,11 @@ def rejected(channel_id: int, resource: Resource) -> str:
 def meta(channel_id: int, resource: Resource) -> str:
     """Return the hash of step bookkeeping: tracked count, last step, last error."""
     return f"{_tag(channel_id, resource)}:meta"
+
+
+def batches(channel_id: int, resource: Resource) -> str:
+    """Return the hash of batch pk -> journal entry of our open batch requests."""
+    return f"{_tag(channel_id, resource)}:batches"
 
 
 def lock(channel_id: int, resource: Resource) -> str:

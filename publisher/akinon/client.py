@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from publisher import metrics
+from publisher.acks import Ack
 from publisher.akinon.auth import (
     DEFAULT_TOKEN_CACHE,
     LOGIN_PATH,
@@ -24,6 +25,7 @@ from publisher.akinon.auth import (
 )
 from publisher.akinon.errors import (
     Cancelled,
+    NotFound,
     Refused,
     Retry,
     Where,
@@ -154,7 +156,8 @@ class AkinonClient:
     ) -> Iterator[RecordPage]:
         """Yield the records of each page, first page first, lazily.
 
-        `params` are extra query parameters (filters); ``page`` and ``limit`` are ours. Every
+        `params` are extra query parameters (filters); ``page`` is ours, and ``limit`` too
+        unless `params` gives one (the page size of one channel). Every
         element of a page is passed through as decoded, a non-object too: validating records
         one by one is the caller's job, so one bad record cannot sink its page.
 
@@ -165,9 +168,15 @@ class AkinonClient:
         """
         channel_id = path_id(channel_id, "channel id")
         name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
-        query = {**(params or {}), "page": "1", "limit": str(self._page_size)}
+        params = dict(params or {})
+        # A channel may have a page size of its own (`publisher.channels`).
+        limit = int(params.pop("limit", self._page_size))
+        query = {**params, "page": "1", "limit": str(limit)}
         path = f"/api/v1/channel/{channel_id}/{resource.path}/{endpoint.suffix}"
-        first = PageRequest(httpx.URL(self.base_url + path, params=query), 1, self._page_size)
+        first = PageRequest(httpx.URL(self.base_url + path, params=query), 1, limit)
+        cap = self._max_pages
+        if limit != self._page_size:
+            cap = -(-MAX_RECORDS_PER_SCAN // limit) + PAGE_CAP_MARGIN
 
         decode = partial(decode_page, resource)
 
@@ -176,8 +185,8 @@ class AkinonClient:
 
         scan = Where(channel_id, name)
         if prefetch:
-            return prefetched(fetch, first, self._max_pages, scan)
-        return sequential(fetch, first, self._max_pages, scan)
+            return prefetched(fetch, first, cap, scan)
+        return sequential(fetch, first, cap, scan)
 
     def get_price(
         self, channel_id: int, price_id: int, *, detailed: bool = False
@@ -201,25 +210,66 @@ class AkinonClient:
         """Acknowledge records through a batch request: open it, commit it, mark it done.
 
         `objects` are (record key, version_date) pairs, the version being the record's
-        ``modified_date`` as it was *read*: a change that lands after our read stays in the
-        ``updates`` queue instead of being acknowledged unseen. No objects, no request.
+        ``modified_date`` as it was *read*. No objects, no request. (The pipeline goes
+        through `publisher.acks`, which writes the batch down before committing it.)
         """
         channel_id = path_id(channel_id, "channel id")
         if not objects:
             return
-        base = f"/api/v1/channel/{channel_id}/batch_requests/"
+        acks = [Ack(key, version) for key, version in objects]
+        pk = self.open_batch(channel_id)
+        self.move_batch(channel_id, resource, pk, "commit", acks)
+        self.move_batch(channel_id, resource, pk, "done", acks)
+
+    def open_batch(self, channel_id: int) -> str:
+        """Open a batch request on a channel (``POST .../batch_requests/``); return its pk."""
         opened = Where(channel_id, "batch_requests")
-        batch = _expect_object(self._call("POST", base, opened, {"channel": channel_id}), opened)
-        pk = _batch_pk(batch, opened)
-        content_type = resource.content_type
-        items = [
-            {"pk": key, "version_date": version, "content_type": content_type}
-            for key, version in objects
-        ]
+        body = {"channel": channel_id}
+        batch = _expect_object(self._call("POST", _batches(channel_id), opened, body), opened)
+        return str(_batch_pk(batch, opened))
+
+    def batch_status(self, channel_id: int, pk: str) -> str | None:
+        """Return a batch request's status, or None if Akinon does not know it (404)."""
         where = Where(channel_id, f"batch_requests/{pk}")
-        commit = {"status": "commit", "content_type": content_type, "objects": items}
-        self._call("PATCH", f"{base}{pk}/", where, commit)
-        self._call("PATCH", f"{base}{pk}/", where, {"status": "done", "objects": items})
+        try:
+            batch = _expect_object(self._call("GET", _batches(channel_id, pk), where), where)
+        except NotFound:
+            return None
+        status = batch.get("status")
+        if not isinstance(status, str):
+            raise AkinonBadResponse(f"the batch request has no `status` at {where}")
+        return status
+
+    def move_batch(
+        self, channel_id: int, resource: Resource, pk: str, status: str, acks: Sequence[Ack]
+    ) -> None:
+        """PATCH a batch request to `status` with `acks` as its objects.
+
+        A PATCH is not idempotent: a gateway may answer 504 after Akinon applied it, and the
+        same PATCH again is refused ("Cannot move a batch from commit to commit"). So a
+        retry first reads the batch, and sends the PATCH again only if the batch is not in
+        `status` already.
+        """
+        where = Where(channel_id, f"batch_requests/{pk}")
+        body: dict[str, Any] = {"status": status}
+        if status == "commit":  # the content type is set once, by the commit
+            body["content_type"] = resource.content_type
+        if acks:
+            body["objects"] = [ack.to_json(resource) for ack in acks]
+        url = _batches(channel_id, pk)
+        content = orjson.dumps(body)
+        tried = False
+
+        def attempt(token: str) -> Any:
+            nonlocal tried
+            if tried:
+                current = self._once("GET", url, where, None, token)
+                if isinstance(current, dict) and current.get("status") == status:
+                    return current  # the earlier attempt was applied: its answer was lost
+            tried = True
+            return self._once("PATCH", url, where, content, token)
+
+        self._call_with(where, None, attempt)
 
     # ---------------------------------------------------------------------------- paging
 
@@ -250,11 +300,19 @@ class AkinonClient:
         `decode` turns the body into its value (a page decoder for pages).
         """
         content = None if payload is None else orjson.dumps(payload)
+        return self._call_with(
+            where,
+            stop,
+            lambda token: self._once(method, url, where, content, token, decode=decode),
+        )
+
+    def _call_with(
+        self, where: Where, stop: threading.Event | None, attempt: Callable[[str], Any]
+    ) -> Any:
+        """Run `attempt(token)` with retries; on a 401 log in afresh once."""
         token = self._token(where)
         try:
-            return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
-            )
+            return self._retrying(where, stop, partial(attempt, token))
         except Refused:
             if self._fixed_token is not None:
                 raise AuthError(
@@ -263,9 +321,7 @@ class AkinonClient:
             self._tokens.discard(self._cache_key, token)
         token = self._token(where)
         try:
-            return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
-            )
+            return self._retrying(where, stop, partial(attempt, token))
         except Refused:
             raise AuthError(
                 f"Akinon refused a fresh token of user {self._username!r} (HTTP 401) at {where}; "
@@ -421,6 +477,12 @@ def _expect_object(body: Any, where: Where) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise AkinonBadResponse(f"expected a JSON object, got {type(body).__name__} at {where}")
     return body
+
+
+def _batches(channel_id: int, pk: str | None = None) -> str:
+    """Return the URL of a channel's batch requests, or of one of them."""
+    base = f"/api/v1/channel/{channel_id}/batch_requests/"
+    return base if pk is None else f"{base}{pk}/"
 
 
 def _batch_pk(batch: dict[str, Any], where: Where) -> int | str:

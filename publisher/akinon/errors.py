@@ -70,6 +70,10 @@ class Refused(Exception):
         self.status = status
 
 
+class NotFound(AkinonProtocolError):
+    """Akinon answered 404: what was asked for does not exist (a batch request, a record)."""
+
+
 class Cancelled(Exception):
     """Internal: the caller stopped iterating; the prefetch thread gives up its fetch."""
 
@@ -117,7 +121,8 @@ def check_status(
             f"HTTP {status}: refusing to follow a redirect to {target} at {where}"
         )
     hint = not_found_hint(response.request.url, where) if status == 404 else ""
-    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}{hint}")
+    kind = NotFound if status == 404 else AkinonProtocolError
+    raise kind(f"HTTP {status} at {where}: {snippet(response)}{hint}")
 
 
 def not_found_hint(url: httpx.URL, where: Where) -> str:

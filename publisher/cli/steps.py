@@ -13,8 +13,6 @@ import orjson
 from publisher.cli.base import RESOURCES, ConfigProblem, _emit, _settings, main
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from publisher.config import Settings
     from publisher.pipeline import StepSummary
     from publisher.records import Resource
@@ -26,14 +24,18 @@ if TYPE_CHECKING:
 
 def _targets(
     settings: Settings, channels: tuple[int, ...], resource: str
-) -> Iterator[tuple[int, Resource]]:
-    from publisher.records import Resource
+) -> list[tuple[int, Resource]]:
+    """Return the (channel, resource) steps asked for; a channel not configured is exit 2."""
+    from publisher.errors import ConfigError
 
-    chosen = channels or tuple(settings.akinon_channels)
-    resources = list(Resource) if resource == "all" else [Resource(resource)]
-    for channel_id in chosen:
-        for item in resources:
-            yield channel_id, item
+    targets = []
+    for channel_id in channels or tuple(settings.channel_ids):
+        try:
+            configured = settings.channel(channel_id).resources
+        except ConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
+        targets += [(channel_id, item) for item in configured if resource in ("all", item.value)]
+    return targets
 
 
 class _Progress(logging.Filter):
@@ -119,13 +121,14 @@ def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
     configure_logging(settings).addFilter(progress)
     logging.getLogger(STEP_LOGGER).setLevel(logging.CRITICAL)  # this command prints its own
     tune_gc()
+    targets = _targets(settings, channels, resource)
     try:
         edges = build_edges(settings)
     except ConfigError as exc:
         raise ConfigProblem(str(exc)) from None
     failed = False
     try:
-        for channel_id, item in _targets(settings, channels, resource):
+        for channel_id, item in targets:
             payload, line, step_failed = _poll_one(settings, channel_id, item, edges, progress)
             _emit(as_json, payload, line)
             failed = failed or step_failed
@@ -142,18 +145,14 @@ def _status_rows(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
     """Return each step's status row and a warning if Redis does not persist the state."""
     from publisher.health import redis_persistence
     from publisher.lock import holder
-    from publisher.records import Resource
     from publisher.state import RedisStateStore
 
     store = RedisStateStore.from_url(settings.redis_url)
     rows = []
     try:
-        for channel_id in settings.akinon_channels:
-            for item in Resource:
-                meta = store.read_meta(channel_id, item)
-                rows.append(
-                    _status_row(channel_id, item, meta, holder(store.client, channel_id, item))
-                )
+        for channel_id, item in settings.targets():
+            meta = store.read_meta(channel_id, item)
+            rows.append(_status_row(channel_id, item, meta, holder(store.client, channel_id, item)))
         warning = redis_persistence(store.client)
     finally:
         store.close()
@@ -280,10 +279,11 @@ def snapshot(channels: tuple[int, ...], resource: str, queue: str | None, as_jso
     if queue is not None:
         _require_queue(settings.amqp_url, queue)
     snapshot_id = uuid.uuid4().hex
+    targets = _targets(settings, channels, resource)
     edges = build_edges(settings)
     failed = False
     try:
-        for channel_id, item in _targets(settings, channels, resource):
+        for channel_id, item in targets:
             spec = snapshot_spec(settings, channel_id, item, snapshot_id, queue)
             try:
                 summary = run_snapshot(spec, edges)

@@ -279,9 +279,12 @@ class SandboxApp:
         return json_response(200, self.catalog.batch(int(match["channel"]), int(match["pk"])))
 
     def _patch_batch(self, request: Request, match: re.Match[str]) -> Response:
-        batch = self.catalog.update_batch(
-            int(match["channel"]), int(match["pk"]), request.json_object()
-        )
+        channel_id, pk, body = int(match["channel"]), int(match["pk"]), request.json_object()
+        if self.faults.hold_in_commit and self.catalog.batch(channel_id, pk)["status"] == "commit":
+            return error_response(503, "Injected failure: the batch is held in commit.")
+        batch = self.catalog.update_batch(channel_id, pk, body)
+        if self.faults.take("lost_answer_next"):
+            return error_response(504, "Injected gateway timeout (the change was applied).")
         return json_response(200, batch)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from publisher.records import Resource
 from publisher.sandbox.batches import (
     CONTENT_TYPES,
     Batch,
@@ -64,6 +65,23 @@ class BatchRequests:
             if not open_only or batch.status not in ("done", "fail")
         ]
         return [batch.to_json() for batch in chosen]
+
+    def errors(self, channel_id: int, resource: Resource) -> list[dict[str, Any]]:
+        """Return the records acknowledged with a `failed_reason_type`, oldest batch first.
+
+        Akinon keeps an error for each of them (an integration action in error); a batch
+        that failed gave its records back, so its objects are not errors any more.
+        """
+        found = []
+        for batch in self._batches.values():
+            if batch.channel != channel_id or batch.resource is not resource:
+                continue
+            if batch.status == "fail":
+                continue
+            for obj in batch.objects:
+                if obj.failed_reason_type is not None:
+                    found.append({**obj.to_json(batch.content_type), "batch": batch.pk})
+        return found
 
     def update(self, channel: Channel, pk: int, body: Any) -> dict[str, Any]:
         """Move a batch of `channel` to the status in `body`; see `Catalog.update_batch`."""

@@ -351,6 +351,11 @@ class Catalog:
             acks = dict(self._records(channel_id, resource).acks)
         return {pk: format_us(version) for pk, version in sorted(acks.items())}
 
+    def errors(self, channel_id: int, resource: Resource | str) -> list[dict[str, Any]]:
+        """Return the records of a channel's list acknowledged with a `failed_reason_type`."""
+        with self._lock:
+            return self._batches.errors(channel_id, as_resource(resource))
+
     # -- inspection ------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

@@ -37,6 +37,8 @@ ROUTES_HELP: Final = {
     "POST /_control/channels": '{"channel_id", "size"} adds a seeded channel',
     "GET /_control/batches": "every batch request, oldest first",
     "GET /_control/acknowledgements/{channel_id}/{stock|price}": "acknowledged version per key",
+    "GET /_control/errors/{channel_id}/{stock|price}": "records acknowledged with a "
+    "failed_reason_type (the errors Akinon keeps for them), with their batch",
 }
 
 _RECORDS: Final = r"/_control/records/(?P<channel>\d+)/(?P<resource>[a-z]+)"
@@ -141,6 +143,11 @@ class ControlApi:
                 "acknowledgements",
                 r"/_control/acknowledgements/(?P<channel>\d+)/(?P<resource>[a-z]+)/?",
                 GET=self._acknowledgements,
+            ),
+            route(
+                "errors",
+                r"/_control/errors/(?P<channel>\d+)/(?P<resource>[a-z]+)/?",
+                GET=self._errors,
             ),
         ]
 
@@ -272,3 +279,7 @@ class ControlApi:
     def _acknowledgements(self, _: Request, match: re.Match[str]) -> Response:
         acks = self.app.catalog.acknowledgements(int(match["channel"]), match["resource"])
         return json_response(200, acks)
+
+    def _errors(self, _: Request, match: re.Match[str]) -> Response:
+        errors = self.app.catalog.errors(int(match["channel"]), match["resource"])
+        return json_response(200, errors)

@@ -17,6 +17,7 @@ _COUNTERS: Final = (
     "rate_limit_next",
     "truncate_next",
     "unauthorized_next",
+    "lost_answer_next",
 )
 
 
@@ -32,6 +33,11 @@ class Faults:
       than is sent) and close the connection.
     - foreign_next: while true, paginated `next` links point at a foreign host.
     - unauthorized_next: answer the next N token-carrying requests 401 even with a good token.
+    - hold_in_commit: while true, a PATCH that would move a batch request out of `commit` is
+      answered 503 and not applied: the batch stays in commit, as when a client is killed
+      between its commit and its done.
+    - lost_answer_next: apply the next N batch-request PATCHes, then answer them 504 (a
+      gateway that timed out after Akinon applied the change).
     - seed: seeds the generator behind error_rate.
     """
 
@@ -45,6 +51,8 @@ class Faults:
     truncate_next: int = 0
     foreign_next: bool = False
     unauthorized_next: int = 0
+    hold_in_commit: bool = False
+    lost_answer_next: int = 0
     seed: int = 0
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False

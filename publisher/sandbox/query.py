@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from publisher.records import Resource
@@ -27,7 +28,27 @@ _OPERATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "lte": operator.le,
     "eq": operator.eq,
     "in": lambda value, allowed: value in allowed,
+    # a decimal string ("18.00") against a decimal parameter ("18")
+    "deq": lambda value, wanted: _decimal(value) == wanted,
 }
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _decimal_param(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
+
+
+def _text_set(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 def _int_set(text: str) -> frozenset[int]:
@@ -51,8 +72,25 @@ def _date_params() -> dict[str, tuple[str, str, _Parser]]:
 
 # Filters one resource's lists take beyond those of every list (the seeds document them).
 _OWN: Final[dict[Resource, dict[str, tuple[str, str, _Parser]]]] = {
-    Resource.STOCK: {},
-    Resource.PRICE: {"currency_type": ("currency_type", "eq", _text)},
+    Resource.STOCK: {
+        "stock": ("stock", "eq", int),
+        "unit_type": ("unit_type", "eq", _text),
+        "sold_quantity_unreported": ("sold_quantity_unreported", "eq", int),
+    },
+    Resource.PRICE: {
+        "currency_type": ("currency_type", "eq", _text),
+        "tax_rate": ("tax_rate", "deq", _decimal_param),
+        "price": ("price", "deq", _decimal_param),
+        "retail_price": ("retail_price", "deq", _decimal_param),
+    },
+}
+# Parameters with a key of the merchant's own after the prefix, and the field they read.
+_KEYED: Final[dict[Resource, dict[str, str]]] = {
+    Resource.STOCK: {"product__attributes__": "product.attributes."},
+    Resource.PRICE: {
+        "product__attributes__": "product.attributes.",
+        "extra_field__": "extra_field.",
+    },
 }
 
 
@@ -64,6 +102,8 @@ def _params(resource: Resource) -> dict[str, tuple[str, str, _Parser]]:
             "pk__in": (spec.key_field, "in", _int_set),
             "product": ("product", "eq", int),
             "product__pk__in": ("product", "in", _int_set),
+            "product__sku__in": ("product.sku", "in", _text_set),
+            "product__sku__exact": ("product.sku", "eq", _text),
             spec.list_field: (spec.list_field, "eq", int),
         }
     )
@@ -73,6 +113,14 @@ def _params(resource: Resource) -> dict[str, tuple[str, str, _Parser]]:
 
 
 _PARAMS: Final = {resource: _params(resource) for resource in Resource}
+
+
+def _keyed(resource: Resource, name: str) -> tuple[str, str, _Parser] | None:
+    for prefix, field in _KEYED[resource].items():
+        key = name.removeprefix(prefix)
+        if key != name and key and "__" not in key:
+            return field + key, "eq", _text
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,7 +136,7 @@ class Filters:
         terms: list[Term] = []
         errors: dict[str, list[str]] = {}
         for name in sorted(query):
-            spec = known.get(name)
+            spec = known.get(name) or _keyed(resource, name)
             # django-filter treats an empty value as no filter at all.
             if spec is None or not query[name] or not query[name][-1]:
                 continue

@@ -14,6 +14,7 @@ from typing import Any, Final
 import orjson
 
 from publisher.records import Endpoint, Resource
+from publisher.sandbox import products
 from publisher.sandbox.dates import format_us
 from publisher.sandbox.query import Filters
 
@@ -27,6 +28,21 @@ class _Drop:
 
 DROP: Final = _Drop()
 _MAX_VIEWS: Final = 64
+
+
+def _derived(record: dict[str, Any], field: str) -> Any:
+    """Return a value a filter reads beyond the record's own fields (see `products`)."""
+    head, _, rest = field.partition(".")
+    if head == "extra_field":
+        extra = record.get("extra_field")
+        found = extra.get(rest) if isinstance(extra, dict) else None
+        return None if found is None else str(found)
+    product = record.get("product")
+    if head != "product" or not isinstance(product, int):
+        return None
+    if rest == "sku":
+        return products.sku(product)
+    return products.attributes(product).get(rest.removeprefix("attributes."))
 
 
 class Entry:
@@ -49,6 +65,8 @@ class Entry:
             return self.modified_us
         if field == "created_date":
             return self.created_us
+        if "." in field:  # a derived field: product.sku, product.attributes.<k>, extra_field.<k>
+            return _derived(self.record, field)
         return self.record.get(field)
 
     def stamp(self, modified_us: int) -> None:

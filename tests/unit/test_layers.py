@@ -26,6 +26,8 @@ PURE = (
     "publisher.ports",
     "publisher.framing",
     "publisher.pipeline",
+    "publisher.acks",
+    "publisher.channels",
 )
 
 
