@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from publisher.bounds import MAX_RECORD_BYTES
 from publisher.errors import ConfigError
 from publisher.records import Endpoint
 from publisher.redis_client import parse as parse_redis_url
@@ -130,6 +131,16 @@ class Settings(BrokerSettings):
     # from BrokerSettings).
     redis_url: str = Field("redis://127.0.0.1:6379/0", repr=False, description="State store.")
     confirm_timeout_seconds: float = Field(30.0, gt=0, description="Wait for broker confirms.")
+
+    max_record_bytes: int = Field(
+        MAX_RECORD_BYTES, ge=1024, description="A record with more content is rejected alone."
+    )
+    step_time_limit_seconds: float = Field(
+        1800.0, gt=0, description="A sync step running longer is stopped (Celery soft limit)."
+    )
+    unrouted_max_length: int = Field(
+        100_000, ge=1, description="Events kept in akinon.unrouted (the oldest are dropped)."
+    )
 
     celery_queue: str = Field("akinon-publisher", description="Celery's task queue name.")
     poll_interval_seconds: float = Field(30.0, gt=0, description="Beat interval per step.")

@@ -18,6 +18,7 @@ from importlib.resources import files
 from typing import Final
 
 from publisher import topology
+from publisher.errors import LockLost
 from publisher.records import Resource
 from publisher.redis_client import REDIS_ERRORS, RedisClient, translate
 
@@ -76,6 +77,23 @@ class StepLock:
                 self.lost = True
                 return
 
+    def ensure(self) -> None:
+        """Raise `LockLost` unless the lock is still ours; extend it on the way.
+
+        The renewer alone is not enough: a process paused past the TTL resumes with its
+        renewer paused too, and would write before the renewer notices.
+        """
+        if not self.lost:
+            try:
+                self.lost = not self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms)
+            except REDIS_ERRORS as exc:
+                raise translate(exc, "redis lock") from exc
+        if self.lost:
+            raise LockLost(
+                f"the step lost its lock {self.key} (it outlived the lock's TTL, or the lock "
+                "was taken): it stopped before publishing or committing anything more"
+            )
+
     def release(self) -> None:
         """Stop renewing and delete the lock if it is still ours."""
         self._stop.set()
@@ -100,12 +118,12 @@ def holder(client: RedisClient, channel_id: int, resource: Resource) -> str | No
 @contextmanager
 def single_flight(
     client: RedisClient, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
-) -> Iterator[bool]:
-    """Yield True while holding the lock, or False at once if another step holds it."""
+) -> Iterator[StepLock | None]:
+    """Yield the lock while holding it, or None at once if another step holds it."""
     lock = StepLock(client, channel_id, resource, ttl)
     taken = lock.acquire()
     try:
-        yield taken
+        yield lock if taken else None
     finally:
         if taken:
             lock.release()

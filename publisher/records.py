@@ -22,7 +22,17 @@ from enum import StrEnum
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Final, Union, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from publisher.bounds import shallow
 
 
 class Resource(StrEnum):
@@ -95,6 +105,10 @@ DecimalText = Annotated[
     ),
 ]
 
+# Free-form JSON a merchant edits: bounded in depth (`publisher.bounds`), so that a record
+# nested hundreds of levels deep is rejected alone instead of failing its event's encoding.
+ExtraField = Annotated[dict[str, Any], AfterValidator(shallow)]
+
 
 class StockContent(BaseModel):
     """The business content of an extra product stock: what a change event carries."""
@@ -112,7 +126,7 @@ class StockContent(BaseModel):
     """The quantity on hand in this stock list."""
     sold_quantity_unreported: int | None = None
     """Quantity sold but not yet reported to the stock source."""
-    extra_field: dict[str, Any] = Field(default_factory=dict)
+    extra_field: ExtraField = Field(default_factory=dict)
     """Free-form attributes the merchant keeps on the record."""
     stock_list: int
     """The stock list the record belongs to."""
@@ -170,7 +184,7 @@ class PriceContent(BaseModel):
     """The collection whose price rule adjusted this record, if any."""
     adjusted_price: DecimalText | None = None
     """The price after the channel's price rules, when one applies."""
-    extra_field: dict[str, Any] = Field(default_factory=dict)
+    extra_field: ExtraField = Field(default_factory=dict)
     """Free-form attributes the merchant keeps on the record."""
 
 

@@ -17,8 +17,9 @@ from typing import Final
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
 from publisher.deletes import DeleteGuard
-from publisher.errors import PublisherError
-from publisher.lock import holder, single_flight
+from publisher.errors import PublisherError, StepCrashed
+from publisher.fence import FencedPublisher, FencedState
+from publisher.lock import StepLock, holder, single_flight
 from publisher.outgoing import EventContext, heartbeat_event, source_uri
 from publisher.pipeline import ProgressCallback, StepSpec, StepSummary, sync_step
 from publisher.plan import plan_step, step_progress
@@ -97,6 +98,7 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
             share=settings.delete_guard_share, minimum=settings.delete_guard_min_records
         ),
         interval_seconds=settings.interval_for(channel_id),
+        max_record_bytes=settings.max_record_bytes,
     )
 
 
@@ -126,12 +128,16 @@ def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
 
 
 def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:
-    """Run one sync step unless another one holds its lock; record the outcome."""
+    """Run one sync step unless another one holds its lock; record the outcome.
+
+    Whatever goes wrong leaves as a `PublisherError` (one that is not ours as
+    `StepCrashed`), recorded in the step's `last_error` first.
+    """
     if edges.redis is None:  # one process, in-memory state: nothing to coordinate with
         return _run(spec, edges, on_page)
-    with single_flight(edges.redis, spec.channel_id, spec.resource) as taken:
-        if taken:
-            return _run(spec, edges, on_page)
+    with single_flight(edges.redis, spec.channel_id, spec.resource) as lock:
+        if lock is not None:
+            return _run(spec, edges, on_page, lock)
     owner = holder(edges.redis, spec.channel_id, spec.resource) or "another step"
     summary = StepSummary(
         spec.channel_id, spec.resource.value, skipped_because=f"lock held by {owner}"
@@ -168,26 +174,31 @@ class ProgressLog:
         )
 
 
-def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
-    started_at = datetime.now(UTC)
+def _run(
+    spec: StepSpec, edges: Edges, on_page: ProgressCallback | None, lock: StepLock | None = None
+) -> StepSummary:
     try:
-        meta = edges.state.read_meta(spec.channel_id, spec.resource)
-        spec = plan_step(spec, meta, started_at)
-        summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
+        return _attempt(spec, edges, on_page, lock)
     except PublisherError as exc:
-        step_log.error(
-            "step failed channel=%s resource=%s error=%s: %s",
-            spec.channel_id,
-            spec.resource.value,
-            type(exc).__name__,
-            exc,
-        )
-        _record(
-            edges.state,
-            spec,
-            {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()},
-        )
+        _failed(spec, edges.state, exc)
         raise
+    except Exception as exc:  # not ours: a bug, data no rule foresaw, a time limit
+        crash = StepCrashed(f"{type(exc).__name__}: {exc}")
+        _failed(spec, edges.state, crash)
+        raise crash from exc
+
+
+def _attempt(
+    spec: StepSpec, edges: Edges, on_page: ProgressCallback | None, lock: StepLock | None
+) -> StepSummary:
+    """Plan the step, run it, and write its bookkeeping; every write checks `lock` first."""
+    started_at = datetime.now(UTC)
+    state, publisher = edges.state, edges.publisher
+    if lock is not None:
+        state, publisher = FencedState(state, lock), FencedPublisher(publisher, lock)
+    meta = edges.state.read_meta(spec.channel_id, spec.resource)
+    spec = plan_step(spec, meta, started_at)
+    summary = sync_step(spec, edges.source, state, publisher, on_page)
     step_log.info("step done %s", summary.line())
     if summary.date_filter_ignored and not meta.get("date_filter_ignored_at"):
         step_log.warning(
@@ -199,9 +210,21 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
             spec.since,
         )
     progress = step_progress(summary, meta, started_at, datetime.now(UTC))
-    _record(edges.state, spec, progress)
+    _record(state, spec, progress)
     _heartbeat(spec, edges, summary, {**meta, **progress})
     return summary
+
+
+def _failed(spec: StepSpec, state: StateStore, exc: PublisherError) -> None:
+    """Log a failed step and record it as the step's `last_error`."""
+    step_log.error(
+        "step failed channel=%s resource=%s error=%s: %s",
+        spec.channel_id,
+        spec.resource.value,
+        type(exc).__name__,
+        exc,
+    )
+    _record(state, spec, {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()})
 
 
 def _heartbeat(spec: StepSpec, edges: Edges, summary: StepSummary, meta: dict[str, str]) -> None:
