@@ -110,13 +110,25 @@ DecimalText = Annotated[
 ExtraField = Annotated[dict[str, Any], AfterValidator(shallow)]
 
 
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError("a key is 1 or more")
+    return value
+
+
+# A record's key: Akinon's are positive, and consumers refuse events with any other (the
+# kit's bounds, `publisher.consumer.rules`). Not in the schema: a new constraint there would
+# break the released contract.
+Key = Annotated[int, AfterValidator(_positive)]
+
+
 class StockContent(BaseModel):
     """The business content of an extra product stock: what a change event carries."""
 
     model_config = _MODEL_CONFIG
     resource: ClassVar[Resource] = Resource.STOCK
 
-    pk: int
+    pk: Key
     """The stock record's key."""
     product: int
     """The product's id."""
@@ -162,7 +174,7 @@ class PriceContent(BaseModel):
     model_config = _MODEL_CONFIG
     resource: ClassVar[Resource] = Resource.PRICE
 
-    id: int = Field(validation_alias=AliasChoices("id", "pk"))
+    id: Key = Field(validation_alias=AliasChoices("id", "pk"))
     """The price record's key."""
     product: int
     """The product's id."""
