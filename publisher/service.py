@@ -20,12 +20,14 @@ from publisher.deletes import DeleteGuard
 from publisher.errors import PublisherError, StepCrashed
 from publisher.fence import FencedPublisher, FencedState
 from publisher.lock import StepLock, holder, single_flight
+from publisher.logs import secrets_of
 from publisher.outgoing import EventContext, heartbeat_event, source_uri
 from publisher.pipeline import ProgressCallback, StepSpec, StepSummary, sync_step
 from publisher.plan import plan_step, step_progress
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.publish import KombuPublisher
 from publisher.records import Endpoint, Resource
+from publisher.redact import register, scrub, scrub_exception
 from publisher.redis_client import RedisClient
 from publisher.snapshot import SnapshotSpec, SnapshotSummary, snapshot_step
 from publisher.state import RedisStateStore
@@ -69,6 +71,7 @@ def tune_gc() -> None:
 
 def build_edges(settings: Settings) -> Edges:
     """Connect (lazily) to Akinon, Redis and the broker named in the settings."""
+    register(*secrets_of(settings))  # whatever fails from here on is scrubbed of them
     state = RedisStateStore.from_url(settings.redis_url)
     return Edges(
         source=AkinonClient.from_settings(settings),
@@ -183,7 +186,7 @@ def _run(
         _failed(spec, edges.state, exc)
         raise
     except Exception as exc:  # not ours: a bug, data no rule foresaw, a time limit
-        crash = StepCrashed(f"{type(exc).__name__}: {exc}")
+        crash = StepCrashed(scrub(f"{type(exc).__name__}: {exc}"))
         _failed(spec, edges.state, crash)
         raise crash from exc
 
@@ -216,7 +219,12 @@ def _attempt(
 
 
 def _failed(spec: StepSpec, state: StateStore, exc: PublisherError) -> None:
-    """Log a failed step and record it as the step's `last_error`."""
+    """Log a failed step and record it as the step's `last_error`, secrets masked.
+
+    The exception itself is scrubbed too: it is what `poll` prints and what a Celery task
+    result (Flower) shows.
+    """
+    scrub_exception(exc)
     step_log.error(
         "step failed channel=%s resource=%s error=%s: %s",
         spec.channel_id,

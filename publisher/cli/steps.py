@@ -140,9 +140,12 @@ def poll(channels: tuple[int, ...], resource: str, as_json: bool) -> None:
 
 def _status_rows(settings: Settings) -> list[dict[str, Any]]:
     from publisher.lock import holder
+    from publisher.logs import secrets_of
     from publisher.records import Resource
+    from publisher.redact import register
     from publisher.state import RedisStateStore
 
+    register(*secrets_of(settings))  # an error stored by an older version may hold one
     store = RedisStateStore.from_url(settings.redis_url)
     rows = []
     try:
@@ -155,6 +158,12 @@ def _status_rows(settings: Settings) -> list[dict[str, Any]]:
     finally:
         store.close()
     return rows
+
+
+def _scrubbed(text: str | None) -> str | None:
+    from publisher.redact import scrub
+
+    return None if text is None else scrub(text)
 
 
 def _status_row(
@@ -172,7 +181,7 @@ def _status_row(
         "last_success_at": last,
         "lag_seconds": round(lag, 1) if lag is not None else None,
         "last_step": summary,
-        "last_error": meta.get("last_error"),
+        "last_error": _scrubbed(meta.get("last_error")),
         "last_error_at": meta.get("last_error_at"),
         "watermark": meta.get("watermark"),
         "last_full_scan_at": meta.get("last_full_scan_at"),

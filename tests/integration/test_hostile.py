@@ -242,3 +242,46 @@ def test_a_stale_commit_never_moves_a_stored_version_back(
     stored = second.state.load(channel_id, Resource.STOCK, [key])[key]
     assert stored.sequence == 4
     assert b"55" not in stored.canonical.split(b",")[3]
+
+
+class _TimedOut(_Exploding):
+    """A source during whose second page Celery's soft time limit strikes."""
+
+    def iter_pages(self, *args: Any, **options: Any) -> Iterator[RecordPage]:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        options["prefetch"] = False
+        with closing(self._source.iter_pages(*args, **options)) as pages:
+            for number, page in enumerate(pages):
+                if number == 1:
+                    raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+                yield page
+
+
+def test_a_step_past_its_time_limit_fails_recorded_and_releases_its_lock(
+    sandbox: SandboxServer, make_edges: Callable[..., Edges], channel_id: int
+) -> None:
+    from publisher.celery import celery_config
+    from publisher.config import load_settings
+    from publisher.lock import holder
+
+    edges = make_edges(sandbox)
+    edges.source = _TimedOut(edges.source)
+    with pytest.raises(PublisherError, match="SoftTimeLimitExceeded"):
+        run_step(StepSpec(channel_id, Resource.STOCK, sandbox.url), edges)
+    assert edges.redis is not None
+    assert holder(edges.redis, channel_id, Resource.STOCK) is None
+    meta = edges.state.read_meta(channel_id, Resource.STOCK)
+    assert "SoftTimeLimitExceeded" in meta["last_error"]
+
+    configured = load_settings(
+        akinon_url=sandbox.url,
+        akinon_token="t",
+        akinon_channels=[1],
+        step_time_limit_seconds=600,
+    )
+    limits = celery_config(configured)
+    assert limits["task_annotations"]["akinon.sync"] == {
+        "soft_time_limit": 600.0,
+        "time_limit": 630.0,
+    }
