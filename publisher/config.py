@@ -138,9 +138,6 @@ class Settings(BrokerSettings):
     step_time_limit_seconds: float = Field(
         1800.0, gt=0, description="A sync step running longer is stopped (Celery soft limit)."
     )
-    unrouted_max_length: int = Field(
-        100_000, ge=1, description="Events kept in akinon.unrouted (the oldest are dropped)."
-    )
 
     celery_queue: str = Field("akinon-publisher", description="Celery's task queue name.")
     poll_interval_seconds: float = Field(30.0, gt=0, description="Beat interval per step.")

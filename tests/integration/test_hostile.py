@@ -285,3 +285,25 @@ def test_a_step_past_its_time_limit_fails_recorded_and_releases_its_lock(
         "soft_time_limit": 600.0,
         "time_limit": 630.0,
     }
+
+
+def test_the_unrouted_queue_is_bounded_and_what_waits_there_is_reported(
+    amqp_url: str, channel_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    import amqp
+    import kombu
+
+    from tests.integration.test_publish import _events
+
+    with kombu.Connection(amqp_url) as conn:
+        conn.default_channel.queue_delete(topology.UNROUTED_QUEUE)
+        first = KombuPublisher(amqp_url)
+        first.publish(_events(channel_id, 3))  # no queue is bound for them
+        first.close()
+        with pytest.raises(amqp.exceptions.PreconditionFailed, match="x-max-length"):
+            conn.channel().queue_declare(topology.UNROUTED_QUEUE, durable=True, auto_delete=False)
+    assert "unrouted events=" not in caplog.text
+    second = KombuPublisher(amqp_url)
+    second.publish(_events(channel_id + 1, 1))
+    second.close()
+    assert "unrouted events=3 queue=akinon.unrouted" in caplog.text
