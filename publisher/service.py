@@ -116,8 +116,9 @@ def snapshot_spec(
 def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
     """Publish one snapshot (no lock: it reads the state and writes none); log its outcome."""
     try:
-        summary = snapshot_step(spec, edges.source, edges.state, edges.publisher)
+        summary = _snapshot(spec, edges)
     except PublisherError as exc:
+        scrub_exception(exc)
         step_log.error(
             "snapshot failed snapshot=%s channel=%s resource=%s: %s",
             spec.snapshot_id,
@@ -128,6 +129,15 @@ def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
         raise
     step_log.info("snapshot done %s", summary.line())
     return summary
+
+
+def _snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
+    try:
+        return snapshot_step(spec, edges.source, edges.state, edges.publisher)
+    except PublisherError:
+        raise
+    except Exception as exc:  # not ours: as for a sync step, never raw
+        raise StepCrashed(scrub(f"{type(exc).__name__}: {exc}")) from exc
 
 
 def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:

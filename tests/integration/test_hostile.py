@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from publisher.service import Edges, run_step
 from publisher.state import RedisStateStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
+from tests.integration.test_runtime import Processes, celery, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -307,3 +309,64 @@ def test_the_unrouted_queue_is_bounded_and_what_waits_there_is_reported(
     second.publish(_events(channel_id + 1, 1))
     second.close()
     assert "unrouted events=3 queue=akinon.unrouted" in caplog.text
+
+
+def test_a_snapshot_never_raises_an_exception_that_is_not_ours(
+    sandbox: SandboxServer, make_edges: Callable[..., Edges], channel_id: int
+) -> None:
+    from publisher.errors import StepCrashed
+    from publisher.records import Endpoint
+    from publisher.service import run_snapshot
+    from publisher.snapshot import SnapshotSpec
+
+    edges = make_edges(sandbox)
+    edges.source = _Exploding(edges.source)
+    spec = SnapshotSpec(channel_id, Resource.STOCK, sandbox.url, "s1", None, Endpoint.LIST)
+    with pytest.raises(StepCrashed, match="ZeroDivisionError"):
+        run_snapshot(spec, edges)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    started = Processes(tmp_path)
+    yield started
+    started.stop()
+
+
+def test_a_worker_stops_a_step_at_its_time_limit_and_frees_the_lock(
+    sandbox: SandboxServer,
+    processes: Processes,
+    channel_id: int,
+    redis_url: str,
+    amqp_url: str,
+) -> None:
+    import time
+
+    import httpx
+    from celery import Celery
+
+    from publisher.celery import SYNC_TASK
+    from publisher.lock import holder
+    from publisher.redis_client import connect
+
+    # A server that answers, slowly: without a time limit the step would hold its lock as
+    # long as the server keeps it talking.
+    httpx.put(f"{sandbox.url}/_control/faults", json={"latency_ms": 800}).raise_for_status()
+    env = service_env(sandbox, channel_id, redis_url, amqp_url, STEP_TIME_LIMIT_SECONDS="1.5")
+    prefork = celery("worker", "--pool=prefork", "--concurrency=1", "--without-mingle")
+    processes.start("worker", [*prefork, "--without-gossip", "--loglevel=INFO"], env)
+    processes.wait_for(" ready.")
+    client = Celery("test-client", broker=amqp_url)
+    client.send_task(SYNC_TASK, args=(channel_id, "stock"), queue=env["CELERY_QUEUE"])
+    client.close()
+    state = RedisStateStore.from_url(redis_url)
+    deadline = time.monotonic() + 20
+    while "SoftTimeLimitExceeded" not in state.read_meta(channel_id, Resource.STOCK).get(
+        "last_error", ""
+    ):
+        assert time.monotonic() < deadline, processes.logs()
+        time.sleep(0.2)
+    redis_client = connect(redis_url)
+    assert holder(redis_client, channel_id, Resource.STOCK) is None  # released, not expired
+    redis_client.close()
+    state.close()
