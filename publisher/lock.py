@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,14 +69,21 @@ class StepLock:
 
     def _renew(self) -> None:
         interval = self._ttl_ms / 3000
+        renewed = time.monotonic()
         while not self._stop.wait(interval):
             try:
                 extended = self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms)
             except REDIS_ERRORS:
-                continue  # try again next round; the TTL still covers two more rounds
+                # Try again next round while the TTL still covers us; past it, another
+                # step may have taken the lock: this one must not write any more.
+                if time.monotonic() - renewed >= self._ttl_ms / 1000:
+                    self.lost = True
+                    return
+                continue
             if not extended:
                 self.lost = True
                 return
+            renewed = time.monotonic()
 
     def ensure(self) -> None:
         """Raise `LockLost` unless the lock is still ours; extend it on the way.

@@ -370,3 +370,28 @@ def test_a_worker_stops_a_step_at_its_time_limit_and_frees_the_lock(
     assert holder(redis_client, channel_id, Resource.STOCK) is None  # released, not expired
     redis_client.close()
     state.close()
+
+
+def test_a_lock_whose_renewals_fail_past_its_ttl_counts_as_lost(
+    redis_url: str, channel_id: int
+) -> None:
+    import time
+
+    from publisher.errors import LockLost
+    from publisher.lock import StepLock
+    from publisher.redis_client import connect
+    from tests.proxy import TcpProxy
+
+    proxy = TcpProxy(6379)
+    client = connect(proxy.url_for(redis_url))
+    lock = StepLock(client, channel_id, Resource.STOCK, ttl=0.6)
+    assert lock.acquire()
+    proxy.cut()  # Redis out of reach: the renewer cannot get through
+    deadline = time.monotonic() + 5
+    while not lock.lost:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.raises(LockLost):
+        lock.ensure()
+    lock.release()
+    client.close()
