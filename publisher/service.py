@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # its own line per step, so it quiets this logger alone.
 STEP_LOGGER: Final = "publisher.steps"
 step_log = logging.getLogger(STEP_LOGGER)
+T = TypeVar("T")
 
 
 @dataclass
@@ -116,7 +117,7 @@ def snapshot_spec(
 def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
     """Publish one snapshot (no lock: it reads the state and writes none); log its outcome."""
     try:
-        summary = _snapshot(spec, edges)
+        summary = _guarded(snapshot_step, spec, edges.source, edges.state, edges.publisher)
     except PublisherError as exc:
         scrub_exception(exc)
         step_log.error(
@@ -129,15 +130,6 @@ def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
         raise
     step_log.info("snapshot done %s", summary.line())
     return summary
-
-
-def _snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
-    try:
-        return snapshot_step(spec, edges.source, edges.state, edges.publisher)
-    except PublisherError:
-        raise
-    except Exception as exc:  # not ours: as for a sync step, never raw
-        raise StepCrashed(scrub(f"{type(exc).__name__}: {exc}")) from exc
 
 
 def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:
@@ -191,14 +183,24 @@ def _run(
     spec: StepSpec, edges: Edges, on_page: ProgressCallback | None, lock: StepLock | None = None
 ) -> StepSummary:
     try:
-        return _attempt(spec, edges, on_page, lock)
+        return _guarded(_attempt, spec, edges, on_page, lock)
     except PublisherError as exc:
         _failed(spec, edges.state, exc)
         raise
-    except Exception as exc:  # not ours: a bug, data no rule foresaw, a time limit
-        crash = StepCrashed(scrub(f"{type(exc).__name__}: {exc}"))
-        _failed(spec, edges.state, crash)
-        raise crash from exc
+
+
+def _guarded(run: Callable[..., T], *args: Any) -> T:
+    """Call `run`; an exception that is not ours leaves as `StepCrashed`, never raw.
+
+    Not ours: a bug, data no rule foresaw, Celery's soft time limit. The original stays
+    its cause (scrubbed with it, or cut off if its text cannot be).
+    """
+    try:
+        return run(*args)
+    except PublisherError:
+        raise
+    except Exception as exc:
+        raise StepCrashed(scrub(f"{type(exc).__name__}: {exc}")) from exc
 
 
 def _attempt(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import traceback
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -14,6 +16,7 @@ from publisher.akinon import AkinonClient
 from publisher.akinon.auth import TokenCache
 from publisher.errors import PublisherError
 from publisher.logs import configure_logging
+from publisher.pages import RecordPage
 from publisher.pipeline import StepSpec
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
@@ -107,3 +110,28 @@ def test_a_body_that_echoes_secrets_is_masked_in_last_error_the_error_and_the_lo
         assert "from+login" not in text and "from%2Blogin" not in text
         assert 'wo\\"rd' not in text and "pa ss" not in text
     assert MASK in seen[1]
+
+
+class _Failing:
+    """A source that fails with an exception that is not ours, holding a secret."""
+
+    def iter_pages(self, *args: object, **options: object) -> Iterator[RecordPage]:
+        raise KeyError(f"lookup of {TOKEN}")
+
+    def acknowledge(self, *args: object) -> None:
+        raise AssertionError("not reached")
+
+
+def test_a_foreign_exception_holding_a_secret_leaves_no_trace_of_it() -> None:
+    from publisher.errors import StepCrashed
+    from publisher.redact import register
+
+    register(TOKEN)
+    state = MemoryStateStore()
+    edges = Edges(_Failing(), state, KombuPublisher("memory://", confirm_timeout=1))
+    with pytest.raises(StepCrashed) as caught:
+        run_step(StepSpec(1, Resource.STOCK, "https://akinon.example.com"), edges)
+    shown = "".join(traceback.format_exception(caught.value))  # what Flower shows
+    assert "KeyError" in shown
+    assert "from+login" not in shown
+    assert "from+login" not in state.read_meta(1, Resource.STOCK)["last_error"]
