@@ -4,10 +4,10 @@ A worker paused past its lock's TTL (SIGSTOP, a VM pause, a Redis outage its ren
 not get through) may find that another step took the lock and moved records on. Whatever
 it publishes or commits from then on is stale: its events would supersede newer ones
 downstream. So every write of a step goes through these wrappers, which make sure first
-that the step still holds its lock (extending it on the way: one round trip, and only for
-a page that has something to write) and raise `LockLost` otherwise. Stored versions never
-move backwards anyway (`publisher.buckets.Bucket.merged`): this keeps the stale events
-from being published at all.
+that the step still holds its lock (`StepLock.ensure`: a round trip only when the last
+renewal is more than half a TTL old, as after a pause) and raise `LockLost` otherwise.
+Stored versions never move backwards anyway (`publisher.buckets.Bucket.merged`): this
+keeps the stale events from being published at all.
 """
 
 from __future__ import annotations

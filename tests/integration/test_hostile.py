@@ -186,15 +186,20 @@ def test_a_bad_modified_date_is_rejected_and_never_moves_the_watermark(
 
 
 def _take_lock_and_move_on(
-    server: SandboxServer, edges: Edges, channel_id: int, keys: list[int]
+    server: SandboxServer,
+    edges: Edges,
+    channel_id: int,
+    keys: list[int],
+    pause: Callable[[float], None],
 ) -> Callable[[StepSummary], None]:
-    """Act as a worker that takes the lock while the first one is paused, and moves on."""
+    """Act as if the step paused past its TTL while another one took the lock and moved on."""
     done: list[bool] = []
 
     def on_page(_: StepSummary) -> None:
         if done:
             return
         done.append(True)
+        pause(120.0)  # the step's clock moves on, its renewer with it, as in a SIGSTOP
         for key in keys:
             server.catalog.set_stock(channel_id, key, stock=777)
         assert edges.redis is not None
@@ -205,13 +210,24 @@ def _take_lock_and_move_on(
 
 
 def test_a_step_that_lost_its_lock_publishes_and_commits_nothing_more(
-    sandbox: SandboxServer, make_edges: Callable[..., Edges], amqp_url: str, channel_id: int
+    sandbox: SandboxServer,
+    make_edges: Callable[..., Edges],
+    amqp_url: str,
+    channel_id: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import time
+
+    from publisher import lock
+
+    def pause(seconds: float) -> None:
+        monkeypatch.setattr(lock, "_clock", lambda: time.monotonic() + seconds)
+
     paused, other = make_edges(sandbox), make_edges(sandbox)
     keys = [r["pk"] for r in sandbox.catalog.records(channel_id, Resource.STOCK)[10:20]]
     spec = StepSpec(channel_id, Resource.STOCK, sandbox.url)
     with Collector(amqp_url, f"stock.changed.{channel_id}") as events:
-        on_page = _take_lock_and_move_on(sandbox, other, channel_id, keys)
+        on_page = _take_lock_and_move_on(sandbox, other, channel_id, keys, pause)
         with pytest.raises(PublisherError, match="lock"):
             run_step(spec, paused, on_page)
         published = events.settle()
