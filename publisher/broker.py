@@ -36,7 +36,14 @@ def exchange(spec: topology.ExchangeSpec) -> Exchange:
 
 
 UNROUTED: Final = exchange(topology.UNROUTED)
-UNROUTED_QUEUE: Final = Queue(topology.UNROUTED_QUEUE, UNROUTED, durable=True)
+# Readers take it as it is (`no_declare`): `declare_unrouted` is the one place that makes it.
+UNROUTED_QUEUE: Final = Queue(
+    topology.UNROUTED_QUEUE,
+    UNROUTED,
+    durable=True,
+    queue_arguments=topology.UNROUTED_QUEUE_ARGUMENTS,
+    no_declare=True,
+)
 EXCHANGES: Final = tuple(exchange(spec) for spec in topology.EVENT_EXCHANGES)
 DEAD: Final = exchange(topology.DEAD)
 
@@ -52,12 +59,43 @@ RECOVERABLE: Final = (
 BROKER_ERRORS: Final = (*RECOVERABLE, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
 
 
-def declare_topology(channel: Any) -> None:
-    """Declare the event exchanges, the alternate exchange and its queue (idempotent)."""
+def declare_topology(channel: Any) -> int | None:
+    """Declare the event exchanges, the alternate exchange and its queue (idempotent).
+
+    Return how many events wait in the unrouted queue (None where it cannot be told).
+    """
     UNROUTED.bind(channel).declare()
-    UNROUTED_QUEUE.bind(channel).declare()
+    waiting = declare_unrouted(channel)
     for event_exchange in EXCHANGES:
         event_exchange.bind(channel).declare()
+    return waiting
+
+
+def declare_unrouted(channel: Any) -> int | None:
+    """Declare `akinon.unrouted` bounded, unless it exists; return how many events wait in it.
+
+    One declared by a version before the bound has no `x-max-length`, and declaring it now
+    with one would be refused (PRECONDITION_FAILED): an existing queue is left as it is (a
+    policy bounds it, see the README). The check is a passive declare on a channel of its
+    own, which the broker closes if the queue is missing.
+    """
+    if not isinstance(channel, amqp.Channel):  # kombu's in-memory transport (the demo)
+        Queue(topology.UNROUTED_QUEUE, UNROUTED, durable=True).bind(channel).declare()
+        return None
+    probe = channel.connection.channel()
+    try:
+        _, waiting, _ = probe.queue_declare(topology.UNROUTED_QUEUE, passive=True)
+    except amqp.exceptions.NotFound:
+        channel.queue_declare(
+            topology.UNROUTED_QUEUE,
+            durable=True,
+            auto_delete=False,
+            arguments=topology.UNROUTED_QUEUE_ARGUMENTS,
+        )
+        channel.queue_bind(topology.UNROUTED_QUEUE, topology.UNROUTED_EXCHANGE)
+        return 0
+    probe.close()
+    return int(waiting)
 
 
 # ------------------------------------------------------------------------------- failures

@@ -43,6 +43,8 @@ from publisher.service import (
 
 SYNC_TASK = "akinon.sync"
 SNAPSHOT_TASK = "akinon.snapshot"
+# Seconds between a step's soft time limit and the hard one (the process is killed).
+HARD_LIMIT_MARGIN = 30.0
 
 app = Celery("publisher")
 log = logging.getLogger(__name__)
@@ -100,6 +102,16 @@ def celery_config(config: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": beat_schedule(config),
+        # A step that runs too long (a server that trickles bytes) gets SoftTimeLimitExceeded:
+        # it fails like any step (`StepCrashed`, recorded) and releases its lock; a step
+        # that does not stop then is killed HARD_LIMIT_MARGIN later, and its lock's TTL
+        # frees the lock.
+        "task_annotations": {
+            SYNC_TASK: {
+                "soft_time_limit": config.step_time_limit_seconds,
+                "time_limit": config.step_time_limit_seconds + HARD_LIMIT_MARGIN,
+            }
+        },
         "beat_scheduler": f"{__name__}:{BeatScheduler.__name__}",
         "beat_schedule_filename": config.beat_schedule_file,
         # Beat wakes at least this often, so its heartbeat file stays fresh (`health beat`).

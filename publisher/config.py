@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from publisher.bounds import MAX_RECORD_BYTES
 from publisher.channels import ChannelConfig, ChannelsFile, ChannelsFileError, parse_channels
 from publisher.errors import ConfigError
 from publisher.records import Endpoint, Resource
@@ -146,6 +147,13 @@ class Settings(BrokerSettings):
     # from BrokerSettings).
     redis_url: str = Field("redis://127.0.0.1:6379/0", repr=False, description="State store.")
     confirm_timeout_seconds: float = Field(30.0, gt=0, description="Wait for broker confirms.")
+
+    max_record_bytes: int = Field(
+        MAX_RECORD_BYTES, ge=1024, description="A record with more content is rejected alone."
+    )
+    step_time_limit_seconds: float = Field(
+        1800.0, gt=0, description="A sync step running longer is stopped (Celery soft limit)."
+    )
 
     celery_queue: str = Field("akinon-publisher", description="Celery's task queue name.")
     poll_interval_seconds: float = Field(30.0, gt=0, description="Beat interval per step.")

@@ -8,6 +8,11 @@ lookup per record against the stored forms settles it). Any other record is vali
 into a typed model: a valid one whose model form still equals the stored one was only
 touched (say `modified_date` moved) and counts as unchanged; a valid one that differs is a
 `Change`; an invalid one is a `Rejection`, alone, and the rest of the page goes on.
+
+A record is also rejected, changed or not, when its content is bigger than the cap
+(`Limits.max_record_bytes`) or its `modified_date` is not a date or is later than the
+server's clock allows (`Limits.latest`): the page's newest date, which becomes the
+watermark, is taken from the other records only.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import compress
 from typing import Any
 
 from pydantic import ValidationError
 
+from publisher.bounds import MAX_RECORD_BYTES, date_problem, reportable
 from publisher.events import Operation
 from publisher.fingerprint import raw_digest, record_canonical
 from publisher.pages import RecordPage, raw_key
@@ -119,6 +126,23 @@ class Deletion:
     before: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a record may be: at most `max_record_bytes` of content, dated at most `latest`."""
+
+    max_record_bytes: int = MAX_RECORD_BYTES
+    latest: datetime | None = None
+
+
+def report_key(rejection: Rejection) -> int | str:
+    """Return what a rejection is remembered under: its key, or its digest when it has none.
+
+    A record without an integer key has nothing else that names it; by its digest, the
+    same bad content is reported once, as a keyed one is.
+    """
+    return rejection.key if rejection.key is not None else f"?{rejection.digest}"
+
+
 @dataclass(slots=True)
 class PageDiff:
     """The outcome of comparing one page with the stored state."""
@@ -130,18 +154,29 @@ class PageDiff:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def diff_page(page: RecordPage, stored: StoredPage | Mapping[int, Stored]) -> PageDiff:
+def diff_page(
+    page: RecordPage, stored: StoredPage | Mapping[int, Stored], limits: Limits | None = None
+) -> PageDiff:
     """Split a page into changes, rejections and unchanged records."""
-    result = PageDiff(seen=len(page), newest_modified=page.newest_modified)
+    limits = limits or Limits()
+    newest, misdated = _dated(page, limits.latest)
+    result = PageDiff(seen=len(page), newest_modified=newest)
     versions = stored if isinstance(stored, StoredPage) else StoredPage(stored)
     keys, forms = page.keys, page.forms
     newer: dict[int, Stored] = {}
+    for index, problem in misdated.items():
+        key = keys[index]
+        previous = None if key is None else versions.current(key)
+        reason = f"modified_date: {problem} (got {page.modified(index)!r:.60})"
+        result.rejections.append(_rejection(page, index, reason, previous, limits))
     for index in _unsettled(forms, versions.forms, keys):
+        if index in misdated:
+            continue
         key, form = keys[index], forms[index]
         previous = None if key is None else newer.get(key) or versions.current(key)
         if previous is not None and form == previous.canonical:
             continue
-        outcome = _classify(page, index, key, previous)
+        outcome = _classify(page, index, key, previous, limits)
         if isinstance(outcome, Rejection):
             result.rejections.append(outcome)
         elif outcome is not None:
@@ -149,6 +184,37 @@ def diff_page(page: RecordPage, stored: StoredPage | Mapping[int, Stored]) -> Pa
             newer[outcome.key] = Stored(outcome.sequence, outcome.after)
     result.unchanged = result.seen - len(result.changes) - len(result.rejections)
     return result
+
+
+def _dated(page: RecordPage, latest: datetime | None) -> tuple[str | None, dict[int, str]]:
+    """Return the page's newest acceptable `modified_date`, and the records that have none.
+
+    The newest date is checked first: when it is a date within `latest`, so is every
+    other date of the page that could matter (the others are older, or are not dates and
+    fail their validation if their record changed). Only otherwise is each record's
+    date checked.
+    """
+    newest = page.newest_modified
+    if latest is None or newest is None or date_problem(newest, latest) is None:
+        return newest, {}
+    misdated: dict[int, str] = {}
+    good: list[str] = []
+    for index in range(len(page)):
+        text = page.modified(index)
+        problem = date_problem(text, latest) if text is not None else None
+        if problem is not None:
+            misdated[index] = problem
+        elif text is not None:
+            good.append(text)
+    return max(good, default=None), misdated
+
+
+def _rejection(
+    page: RecordPage, index: int, reason: str, previous: Stored | None, limits: Limits
+) -> Rejection:
+    raw = page[index]
+    shown = reportable(raw, limits.max_record_bytes)
+    return Rejection(page.keys[index], reason, shown, raw_digest(raw), tracked=previous is not None)
 
 
 def _unsettled(
@@ -167,24 +233,27 @@ def _unsettled(
 
 
 def _classify(
-    page: RecordPage, index: int, key: int | None, previous: Stored | None
+    page: RecordPage, index: int, key: int | None, previous: Stored | None, limits: Limits
 ) -> Change | Rejection | None:
     resource = page.resource
+    too_big = _too_big(page.forms[index], limits)
+    if too_big is not None:
+        return _rejection(page, index, too_big, previous, limits)
     # A typed page's record is validated from its row and decoded only to be reported.
     try:
         record = MODELS[resource].model_validate(page.fields(index))
     except ValidationError as exc:
-        raw = page[index]
-        reason = describe_errors(exc)
-        return Rejection(key, reason, raw, raw_digest(raw), tracked=previous is not None)
+        return _rejection(page, index, describe_errors(exc), previous, limits)
     if key is None:
-        raw = page[index]
         # Valid once coerced ("12", 12.0), but a key that is not a JSON integer could not be
         # looked up before the diff: taken as is, it would restart the record at sequence 1.
-        found = f"{raw_key(resource, raw)!r:.60}"
+        found = f"{raw_key(resource, page[index])!r:.60}"
         reason = f"{resource.key_field}: the key must be a JSON integer (got {found})"
-        return Rejection(key=None, reason=reason, raw=raw, digest=raw_digest(raw))
+        return _rejection(page, index, reason, None, limits)
     after, content = record_canonical(record)
+    too_big = _too_big(after, limits)
+    if too_big is not None:
+        return _rejection(page, index, too_big, previous, limits)
     if previous is None:
         return Change(record.key, "created", 1, None, after, record, content)
     if after == previous.canonical:
@@ -194,6 +263,17 @@ def _classify(
     )
 
 
-def unreported(rejections: Iterable[Rejection], reported: Mapping[int, str]) -> list[Rejection]:
-    """Drop rejections whose exact raw content was already reported for that key."""
-    return [r for r in rejections if r.key is None or reported.get(r.key) != r.digest]
+def _too_big(form: bytes | None, limits: Limits) -> str | None:
+    if form is None or len(form) <= limits.max_record_bytes:
+        return None
+    return (
+        f"record: {len(form)} bytes of content, more than the {limits.max_record_bytes} "
+        "allowed (MAX_RECORD_BYTES)"
+    )
+
+
+def unreported(
+    rejections: Iterable[Rejection], reported: Mapping[int | str, str]
+) -> list[Rejection]:
+    """Drop rejections whose exact raw content was already reported (see `report_key`)."""
+    return [r for r in rejections if reported.get(report_key(r)) != r.digest]

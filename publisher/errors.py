@@ -5,7 +5,9 @@
     │   ├── AkinonUnavailable      connect error, timeout, 429 or 5xx after our own retries
     │   ├── AkinonBadResponse      invalid JSON or a truncated body (names channel/endpoint/page)
     │   ├── BrokerError            nack, lost connection, confirm timeout; nothing was committed
-    │   └── StateStoreError        Redis could not be read or written
+    │   ├── StateStoreError        Redis could not be read or written
+    │   └── LockLost               the step's lock expired or was taken: it stopped before
+    │                              publishing or committing anything more
     └── FatalError                 a person must act; retrying cannot help
         ├── ConfigError            a missing or malformed setting (names the variable)
         ├── AuthError              wrong token or credentials, or the login cap was reached
@@ -13,12 +15,16 @@
         │                          cannot read
         ├── BrokerConfigError      the broker refused us for good: credentials, vhost access,
         │                          permissions, an exchange or queue declared otherwise
-        └── UnsafeArgument         a task argument or id that is not a configured channel, a
-                                   known resource or a positive integer: refused before it
-                                   reaches a request path, a Redis key or a routing key
+        ├── UnsafeArgument         a task argument or id that is not a configured channel, a
+        │                          known resource or a positive integer: refused before it
+        │                          reaches a request path, a Redis key or a routing key
+        └── StepCrashed            an exception that is not ours left a step (a bug, data no
+                                   rule foresaw, a time limit): named and recorded, never raw
 
 Library errors (httpx, redis, amqp) are translated where they enter, so nothing above the
-edges catches a third-party exception. Celery's `autoretry_for` names `RetryableError` only.
+edges catches a third-party exception, and the step boundary (`publisher.service`) turns
+anything that still slips through into `StepCrashed`. Celery's `autoretry_for` names
+`RetryableError` only.
 A record that fails validation is not an exception here: it becomes a `record.rejected` event
 and the rest of its batch goes on.
 """
@@ -72,3 +78,11 @@ class BrokerConfigError(FatalError):
 
 class UnsafeArgument(FatalError):
     """A channel id, resource or record id that is not one this service may use."""
+
+
+class LockLost(RetryableError):
+    """The step's lock expired or another step took it; this one stopped short."""
+
+
+class StepCrashed(FatalError):
+    """An exception that is not ours left a step; its type and message are kept."""

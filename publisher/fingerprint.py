@@ -57,7 +57,7 @@ def raw_canonical(resource: Resource, raw: Mapping[str, Any]) -> bytes | None:
     for _, getter in _GETTERS[resource]:
         try:
             return encode_form(getter(raw))
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
             continue
     return None
 
@@ -77,7 +77,7 @@ def page_canonicals(resource: Resource, raws: Sequence[Any]) -> list[bytes | Non
             break
         try:
             return list(map(encode_form, map(getter, raws)))
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
             tried.add(key)
     return [raw_canonical(resource, raw) for raw in raws]
 
@@ -109,6 +109,9 @@ def raw_digest(raw: Any) -> str:
     """Digest any decoded JSON value, e.g. a record that failed validation."""
     try:
         data = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        data = repr(raw).encode()
+    except TypeError:  # nested deeper than orjson writes, or not JSON at all
+        try:
+            data = encode_form(raw)
+        except (TypeError, RecursionError):
+            data = repr(raw).encode() if not isinstance(raw, dict | list) else b"?"
     return digest(data)

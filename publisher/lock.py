@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +19,13 @@ from importlib.resources import files
 from typing import Final
 
 from publisher import topology
+from publisher.errors import LockLost
 from publisher.records import Resource
 from publisher.redis_client import REDIS_ERRORS, RedisClient, translate
 
 DEFAULT_TTL: Final = 60.0
+# This process's clock for the lock's deadlines (tests move it, as a pause would).
+_clock = time.monotonic
 
 
 def _script(name: str) -> str:
@@ -41,7 +45,14 @@ def owner_token() -> str:
 
 
 class StepLock:
-    """A renewed Redis lock for one (channel, resource)."""
+    """A renewed Redis lock for one (channel, resource).
+
+    `held_until` is the moment (on this process's monotonic clock) until which the lock
+    is surely ours: half a TTL after the start of the last request that set or extended
+    it. Only an expired TTL makes another step's SET succeed, so before then `ensure` needs
+    no round trip; after it (a process paused past its TTL, a renewer cut off from Redis)
+    it asks Redis.
+    """
 
     def __init__(
         self, client: RedisClient, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
@@ -53,28 +64,64 @@ class StepLock:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = False
+        self.held_until = 0.0
 
     def acquire(self) -> bool:
         """Take the lock if free; start renewing it. Return False if someone holds it."""
+        started = _clock()
         try:
             taken = bool(self._redis.set(self.key, self.token, nx=True, px=self._ttl_ms))
         except REDIS_ERRORS as exc:
             raise translate(exc, "redis lock") from exc
         if taken:
+            self._held(started)
             self._renewer = threading.Thread(target=self._renew, daemon=True, name=self.key)
             self._renewer.start()
         return taken
+
+    def _held(self, since: float) -> None:
+        self.held_until = max(self.held_until, since + self._ttl_ms / 2000)
+
+    def _extend(self) -> bool:
+        """Extend the TTL if the lock is still ours (raises Redis's errors as they are)."""
+        started = _clock()
+        extended = bool(self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms))
+        if extended:
+            self._held(started)
+        return extended
 
     def _renew(self) -> None:
         interval = self._ttl_ms / 3000
         while not self._stop.wait(interval):
             try:
-                extended = self._redis.eval(_EXTEND, 1, self.key, self.token, self._ttl_ms)
+                extended = self._extend()
             except REDIS_ERRORS:
-                continue  # try again next round; the TTL still covers two more rounds
+                # Try again next round while the TTL still covers us; past it, another
+                # step may have taken the lock: this one must not write any more.
+                if _clock() >= self.held_until + self._ttl_ms / 2000:
+                    self.lost = True
+                    return
+                continue
             if not extended:
                 self.lost = True
                 return
+
+    def ensure(self) -> None:
+        """Raise `LockLost` unless the lock is still ours (asking Redis only when in doubt).
+
+        The renewer alone is not enough: a process paused past the TTL resumes with its
+        renewer paused too, and would write before the renewer notices.
+        """
+        if not self.lost and _clock() >= self.held_until:
+            try:
+                self.lost = not self._extend()
+            except REDIS_ERRORS as exc:
+                raise translate(exc, "redis lock") from exc
+        if self.lost:
+            raise LockLost(
+                f"the step lost its lock {self.key} (it outlived the lock's TTL, or the lock "
+                "was taken): it stopped before publishing or committing anything more"
+            )
 
     def release(self) -> None:
         """Stop renewing and delete the lock if it is still ours."""
@@ -100,12 +147,12 @@ def holder(client: RedisClient, channel_id: int, resource: Resource) -> str | No
 @contextmanager
 def single_flight(
     client: RedisClient, channel_id: int, resource: Resource, ttl: float = DEFAULT_TTL
-) -> Iterator[bool]:
-    """Yield True while holding the lock, or False at once if another step holds it."""
+) -> Iterator[StepLock | None]:
+    """Yield the lock while holding it, or None at once if another step holds it."""
     lock = StepLock(client, channel_id, resource, ttl)
     taken = lock.acquire()
     try:
-        yield taken
+        yield lock if taken else None
     finally:
         if taken:
             lock.release()

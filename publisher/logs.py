@@ -1,8 +1,10 @@
 """Configure logging: key=value or JSON lines, with every known secret scrubbed.
 
 Secrets (the Akinon token and password, passwords inside Redis/AMQP URLs, Flower's
-passwords) are registered once from the settings; a filter on the root handler replaces them
-in every message and argument before anything is written, whichever library logged it.
+passwords) are registered from the settings in the process-wide registry
+(`publisher.redact`), which login tokens join as they arrive. Every log record is scrubbed
+when it is made (a record factory), so a handler someone else adds (tornado's, in Flower)
+writes scrubbed lines too; our own handler's filter scrubs again, for records made before.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import orjson
 
+from publisher import redact
 from publisher.config import Settings
 from publisher.redis_client import url_secrets
 
-MASK: Final = "***"
+MASK: Final = redact.MASK
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -39,25 +42,40 @@ def secrets_of(settings: Settings) -> list[str]:
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 
+def scrub_record(record: logging.LogRecord) -> None:
+    """Render a record's message and exception text, and mask every registered secret."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: the handler reports it, as logging does
+        return
+    record.msg, record.args = redact.scrub(message), None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        record.exc_text, record.exc_info = redact.scrub(text), None
+    elif record.exc_text:
+        record.exc_text = redact.scrub(record.exc_text)
+
+
 class RedactingFilter(logging.Filter):
     """Replace secrets in a record's final message, so no formatter can leak them."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = secrets
+        redact.register(*secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message, scrub it, and keep the record."""
-        message = record.getMessage()
-        for secret in self._secrets:
-            message = message.replace(secret, MASK)
-        record.msg, record.args = message, None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            for secret in self._secrets:
-                text = text.replace(secret, MASK)
-            record.exc_text, record.exc_info = text, None
+        scrub_record(record)
         return True
+
+
+_MAKE_RECORD = logging.getLogRecordFactory()
+
+
+def _scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _MAKE_RECORD(*args, **kwargs)
+    scrub_record(record)
+    return record
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -105,6 +123,7 @@ def configure_logging(
     handler._akinon_publisher = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper() if settings else "INFO")
+    logging.setLogRecordFactory(_scrubbed_record)
     # httpx logs each request URL at INFO; keep that at WARNING to keep step lines readable.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return handler

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, get_origin, overload
 
@@ -130,6 +131,7 @@ class RecordPage(Sequence[Any]):
         "newest_modified",
         "oldest_modified",
         "resource",
+        "served_at",
     )
 
     def __init__(
@@ -152,6 +154,9 @@ class RecordPage(Sequence[Any]):
         # Set by the client on the last page of a scan that stopped before the list's end
         # (a server ignoring `page`): the scan saw only part of the list.
         self.cut_short = False
+        # The server's clock when it sent the page (its `Date` header), if the client knows
+        # it: no `modified_date` may be later than that plus a small skew.
+        self.served_at: datetime | None = None
         self._body = body
         self._rows = rows
         self._raws: list[msgspec.Raw] | None = None

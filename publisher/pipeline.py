@@ -6,7 +6,9 @@ the in-process demo and in tests.
 
 Each page is its own batch: its events are published and confirmed before its state is
 committed. If anything fails, the step raises and what was not committed is published
-again, with the same event ids, by the next step.
+again, with the same event ids, by the next step. A page already sent when fetching the
+next one fails is still confirmed and committed first, so an outage on page N+1 does not
+publish page N again on every step (the watermark still moves only when a step succeeds).
 
 A complete scan (the whole list, no date filter) that read every page then knows every
 key of the list: the tracked records it did not see are published as deleted and then
@@ -18,14 +20,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from publisher.acks import Ack, acknowledge, acks_of, recover
+from publisher.bounds import MAX_RECORD_BYTES, latest_date
 from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
-from publisher.diff import Deletion, PageDiff, Rejection, Stored, diff_page, unreported
+from publisher.diff import (
+    Deletion,
+    Limits,
+    PageDiff,
+    Rejection,
+    Stored,
+    diff_page,
+    report_key,
+    unreported,
+)
 from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
@@ -74,6 +87,8 @@ class StepSpec:
     queries: tuple[tuple[tuple[str, str], ...], ...] = ((),)
     # Records per page for this channel; None: the source's own.
     page_size: int | None = None
+    # A record with more content than this is rejected alone (`MAX_RECORD_BYTES`).
+    max_record_bytes: int = MAX_RECORD_BYTES
 
     def __post_init__(self) -> None:
         if self.acknowledge != self.endpoint.is_work_queue:
@@ -204,21 +219,26 @@ def sync_step(
         return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
-    for records in _pages(spec, source):
-        page = prepare_page(ctx, records, state, in_flight[0] if in_flight else None)
-        if scan is not None:
-            scan.add(records, page.diff)
-        if _ignores_date_filter(spec, records):
-            summary = replace(summary, date_filter_ignored=True)
+
+    def finish_sent() -> None:  # fetching the next page failed: keep what was already sent
         if in_flight is not None:
-            summary = _finish(spec, state, publisher, in_flight, summary, on_page)
-        in_flight = (page, publisher.send(page.events))
+            _finish(spec, state, publisher, in_flight, summary, on_page)
+
+    with closing(_finishing(_pages(spec, source), finish_sent)) as pages:
+        for records in pages:
+            page = prepare_page(
+                ctx, records, state, in_flight[0] if in_flight else None, spec.max_record_bytes
+            )
+            if scan is not None:
+                scan.add(records, page.diff)
+            if _ignores_date_filter(spec, records):
+                summary = replace(summary, date_filter_ignored=True)
+            if in_flight is not None:
+                summary = _finish(spec, state, publisher, in_flight, summary, on_page)
+            in_flight = (page, publisher.send(page.events))
     if in_flight is not None:
         summary = _finish(spec, state, publisher, in_flight, summary, on_page)
-    if scan is not None and not scan.cut_short:
-        summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
-    elif scan is not None:
-        summary = replace(summary, complete_scan=False)
+    summary = _end_scan(spec, ctx, state, publisher, scan, summary)
     return replace(summary, duration_seconds=time.monotonic() - started)
 
 
@@ -268,7 +288,7 @@ def _drain(
             if not records:
                 summary = replace(summary, drained_because="empty")
                 break
-            page = prepare_page(ctx, records, state)
+            page = prepare_page(ctx, records, state, max_record_bytes=spec.max_record_bytes)
             publisher.confirm(publisher.send(page.events))
             state.commit(spec.channel_id, spec.resource, page.diff.changes, page.rejections)
             fresh = [ack for ack in acks_of(records, page.diff) if ack not in handled]
@@ -292,6 +312,46 @@ def _first_page(
         return next(pages, None)
     finally:
         close = getattr(pages, "close", None)  # stop a prefetching generator early
+        if close is not None:
+            close()
+
+
+def _end_scan(
+    spec: StepSpec,
+    ctx: EventContext,
+    state: StateStore,
+    publisher: EventPublisher,
+    scan: Scan | None,
+    summary: StepSummary,
+) -> StepSummary:
+    """Find the deletes after a complete scan; a scan cut short is no complete one."""
+    if scan is None:
+        return summary
+    if scan.cut_short:
+        return replace(summary, complete_scan=False)
+    return _delete_vanished(spec, ctx, state, publisher, scan, summary)
+
+
+def _finishing(
+    pages: Iterator[RecordPage], on_failure: Callable[[], None]
+) -> Generator[RecordPage]:
+    """Yield the pages; if fetching one fails, call `on_failure` before the error goes on.
+
+    Stopped early (the step failed), it stops the source's pages too: a prefetching
+    source ends its helper thread then, not whenever the garbage collector gets to it.
+    """
+    try:
+        while True:
+            try:
+                records = next(pages)
+            except StopIteration:
+                return
+            except Exception:
+                on_failure()
+                raise
+            yield records
+    finally:
+        close = getattr(pages, "close", None)
         if close is not None:
             close()
 
@@ -371,16 +431,22 @@ def prepare_page(
     records: RecordPage,
     state: StateStore,
     in_flight: PreparedPage | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> PreparedPage:
-    """Load the page's stored state, diff it and encode its events (nothing is written)."""
+    """Load the page's stored state, diff it and encode its events (nothing is written).
+
+    A `modified_date` later than the server's clock (the page's `served_at`, else ours)
+    plus a small skew is a rejection: it must never become the watermark.
+    """
     channel_id, resource = ctx.channel_id, ctx.resource
     distinct = {key for key in records.keys if key is not None}
     stored = state.load(channel_id, resource, distinct)
     if in_flight is not None:  # the page before is not committed yet: see its new state
         pending = in_flight.pending_state()
         stored.overlay({k: pending[k] for k in pending.keys() & distinct})
-    diff = diff_page(records, stored)
-    rejected_keys = [r.key for r in diff.rejections if r.key is not None]
+    latest = latest_date(records.served_at, datetime.now(UTC))
+    diff = diff_page(records, stored, Limits(max_record_bytes, latest))
+    rejected_keys = [report_key(r) for r in diff.rejections]
     rejections = unreported(
         diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)
     )

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from publisher.bounds import CLOCK_SKEW
 from publisher.pipeline import StepSpec, StepSummary
 
 # How often a complete scan reads every stored key even when the tracked count agrees.
@@ -69,15 +70,25 @@ def plan_since(
     asks for records modified since the watermark minus `lookback_seconds`; records seen
     again are dropped by their fingerprints.
     """
-    watermark, last_full = meta.get("watermark"), meta.get("last_full_scan_at")
-    if not watermark or not last_full:
+    watermark, last_full = _watermark(meta, now), _moment(meta.get("last_full_scan_at"))
+    if watermark is None or last_full is None:
+        return None  # none yet, or one that is not a date or is in the future: scan it all
+    if (now - last_full).total_seconds() >= full_scan_seconds:
         return None
-    if (now - datetime.fromisoformat(last_full)).total_seconds() >= full_scan_seconds:
-        return None
-    start = datetime.fromisoformat(watermark.replace("Z", "+00:00")) - timedelta(
-        seconds=lookback_seconds
-    )
+    start = watermark - timedelta(seconds=lookback_seconds)
     return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _watermark(meta: Mapping[str, str], now: datetime) -> datetime | None:
+    """Return the stored watermark if it is a date no later than now (plus the skew).
+
+    Dates that are not are rejected before they get here; one stored by an older version
+    (`2099-…`, `zzz`) would otherwise hold incremental steps above every change, forever.
+    """
+    moment = _moment(meta.get("watermark"))
+    if moment is None or moment > now + CLOCK_SKEW:
+        return None
+    return moment
 
 
 def step_progress(
@@ -88,15 +99,7 @@ def step_progress(
         "last_success_at": now.isoformat(),
         "last_summary": orjson.dumps(summary.as_dict()).decode(),
     }
-    watermark = max(filter(None, (meta.get("watermark"), summary.newest_modified)), default=None)
-    if watermark:
-        fields["watermark"] = watermark
-    newest = max(
-        filter(None, (_moment(meta.get("newest_seen")), _moment(summary.newest_modified))),
-        default=None,
-    )
-    if newest is not None:
-        fields["newest_seen"] = newest.isoformat()
+    fields.update(_newest(summary, meta, now))
     if not summary.incremental:
         fields["last_full_scan_at"] = started_at.isoformat()
         fields.setdefault("loaded_at", meta.get("loaded_at") or now.isoformat())
@@ -107,6 +110,27 @@ def step_progress(
     if summary.complete_scan:
         fields.update(_held(summary, meta, now))
     return fields
+
+
+def _newest(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """Return the watermark and `newest_seen`: the newest valid date, never in the future.
+
+    A stored value that is no such date (written by an older version) is replaced, by an
+    empty watermark if nothing better is known: the next step then scans everything.
+    """
+    latest = now + CLOCK_SKEW
+    candidates = [
+        (moment, text)
+        for text in (meta.get("watermark"), summary.newest_modified)
+        if text and (moment := _moment(text)) is not None and moment <= latest
+    ]
+    seen = [_moment(meta.get("newest_seen")), _moment(summary.newest_modified)]
+    newest = max((m for m in seen if m is not None and m <= latest), default=None)
+    found = {
+        "watermark": max(candidates)[1] if candidates else "",
+        "newest_seen": newest.isoformat() if newest is not None else "",
+    }
+    return {name: value for name, value in found.items() if value or meta.get(name)}
 
 
 def _held(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:

@@ -58,9 +58,13 @@ class StateStore(Protocol):
         ...
 
     def load_rejected(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, str]:
-        """Return key -> digest of the raw content last reported as rejected."""
+        self, channel_id: int, resource: Resource, record_keys: Sequence[int | str]
+    ) -> dict[int | str, str]:
+        """Return key -> digest of the raw content last reported as rejected.
+
+        A key is a record key, or what a record without one is reported under (a text:
+        `publisher.diff.report_key`).
+        """
         ...
 
     def commit(

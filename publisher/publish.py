@@ -20,6 +20,7 @@ answering fails a step after about `confirm_timeout`, and never holds it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import weakref
@@ -28,7 +29,7 @@ from typing import Any
 
 from kombu.messaging import Producer
 
-from publisher import metrics
+from publisher import metrics, topology
 from publisher.broker import (
     BROKER_ERRORS,
     BrokerConnection,
@@ -39,6 +40,8 @@ from publisher.broker import (
 from publisher.errors import BrokerError, PublisherError
 from publisher.framing import publish_frames
 from publisher.outgoing import OutgoingEvent, message_properties
+
+log = logging.getLogger(__name__)
 
 
 class ConfirmTracker:
@@ -282,7 +285,7 @@ class _Session:
             raise broker_failure(exc, f"cannot connect to {shown_url(self._url)}") from exc
         try:
             channel = connection.channel()
-            declare_topology(channel)
+            _warn_unrouted(declare_topology(channel))
             self._tracker, self._problems = ConfirmTracker(), (0, 0)
             if connection.driver_type == "amqp":
                 channel.confirm_select()
@@ -301,3 +304,16 @@ class _Session:
 
     def _discard(self) -> None:
         self.close(0)  # a failed connection: do not wait for the broker
+
+
+def _warn_unrouted(waiting: int | None) -> None:
+    """Say so when events wait in akinon.unrouted: no queue was bound for their keys."""
+    if waiting:
+        log.warning(
+            "unrouted events=%d queue=%s: no queue was bound for their routing keys; bind "
+            "one (or read them with `akinon-publisher tail`); it keeps at most %d, the "
+            "oldest are dropped",
+            waiting,
+            topology.UNROUTED_QUEUE,
+            topology.UNROUTED_MAX_LENGTH,
+        )

@@ -22,7 +22,17 @@ from enum import StrEnum
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Final, Union, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from publisher.bounds import shallow
 
 
 class Resource(StrEnum):
@@ -95,6 +105,22 @@ DecimalText = Annotated[
     ),
 ]
 
+# Free-form JSON a merchant edits: bounded in depth (`publisher.bounds`), so that a record
+# nested hundreds of levels deep is rejected alone instead of failing its event's encoding.
+ExtraField = Annotated[dict[str, Any], AfterValidator(shallow)]
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError("a key is 1 or more")
+    return value
+
+
+# A record's key: Akinon's are positive, and consumers refuse events with any other (the
+# kit's bounds, `publisher.consumer.rules`). Not in the schema: a new constraint there would
+# break the released contract.
+Key = Annotated[int, AfterValidator(_positive)]
+
 
 class StockContent(BaseModel):
     """The business content of an extra product stock: what a change event carries."""
@@ -102,7 +128,7 @@ class StockContent(BaseModel):
     model_config = _MODEL_CONFIG
     resource: ClassVar[Resource] = Resource.STOCK
 
-    pk: int
+    pk: Key
     """The stock record's key."""
     product: int
     """The product's id."""
@@ -112,7 +138,7 @@ class StockContent(BaseModel):
     """The quantity on hand in this stock list."""
     sold_quantity_unreported: int | None = None
     """Quantity sold but not yet reported to the stock source."""
-    extra_field: dict[str, Any] = Field(default_factory=dict)
+    extra_field: ExtraField = Field(default_factory=dict)
     """Free-form attributes the merchant keeps on the record."""
     stock_list: int
     """The stock list the record belongs to."""
@@ -148,7 +174,7 @@ class PriceContent(BaseModel):
     model_config = _MODEL_CONFIG
     resource: ClassVar[Resource] = Resource.PRICE
 
-    id: int = Field(validation_alias=AliasChoices("id", "pk"))
+    id: Key = Field(validation_alias=AliasChoices("id", "pk"))
     """The price record's key."""
     product: int
     """The product's id."""
@@ -170,7 +196,7 @@ class PriceContent(BaseModel):
     """The collection whose price rule adjusted this record, if any."""
     adjusted_price: DecimalText | None = None
     """The price after the channel's price rules, when one applies."""
-    extra_field: dict[str, Any] = Field(default_factory=dict)
+    extra_field: ExtraField = Field(default_factory=dict)
     """Free-form attributes the merchant keeps on the record."""
 
 

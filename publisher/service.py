@@ -12,20 +12,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from publisher import metrics
 from publisher.akinon import AkinonClient
 from publisher.config import Settings
 from publisher.deletes import DeleteGuard
-from publisher.errors import PublisherError, RetryableError
-from publisher.lock import holder, single_flight
+from publisher.errors import PublisherError, RetryableError, StepCrashed
+from publisher.fence import FencedPublisher, FencedState
+from publisher.lock import StepLock, holder, single_flight
+from publisher.logs import secrets_of
 from publisher.outgoing import EventContext, heartbeat_event, source_uri
 from publisher.pipeline import ProgressCallback, StepSpec, StepSummary, sync_step
 from publisher.plan import plan_step, step_progress
 from publisher.ports import ChangeSource, EventPublisher, StateStore
 from publisher.publish import KombuPublisher
 from publisher.records import Endpoint, Resource
+from publisher.redact import register, scrub, scrub_exception
 from publisher.redis_client import RedisClient
 from publisher.snapshot import SnapshotSpec, SnapshotSummary, snapshot_step
 from publisher.state import RedisStateStore
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 # its own line per step, so it quiets this logger alone.
 STEP_LOGGER: Final = "publisher.steps"
 step_log = logging.getLogger(STEP_LOGGER)
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,6 +73,7 @@ def tune_gc() -> None:
 
 def build_edges(settings: Settings) -> Edges:
     """Connect (lazily) to Akinon, Redis and the broker named in the settings."""
+    register(*secrets_of(settings))  # whatever fails from here on is scrubbed of them
     state = RedisStateStore.from_url(settings.redis_url)
     return Edges(
         source=AkinonClient.from_settings(settings),
@@ -102,6 +107,7 @@ def step_spec(settings: Settings, channel_id: int, resource: Resource) -> StepSp
         interval_seconds=settings.interval_for(channel_id),
         queries=channel.queries_for(resource),
         page_size=channel.page_size,
+        max_record_bytes=settings.max_record_bytes,
     )
 
 
@@ -125,8 +131,9 @@ def snapshot_spec(
 def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
     """Publish one snapshot (no lock: it reads the state and writes none); log its outcome."""
     try:
-        summary = snapshot_step(spec, edges.source, edges.state, edges.publisher)
+        summary = _guarded(snapshot_step, spec, edges.source, edges.state, edges.publisher)
     except PublisherError as exc:
+        scrub_exception(exc)
         step_log.error(
             "snapshot failed snapshot=%s channel=%s resource=%s: %s",
             spec.snapshot_id,
@@ -140,12 +147,16 @@ def run_snapshot(spec: SnapshotSpec, edges: Edges) -> SnapshotSummary:
 
 
 def run_step(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None = None) -> StepSummary:
-    """Run one sync step unless another one holds its lock; record the outcome."""
+    """Run one sync step unless another one holds its lock; record the outcome.
+
+    Whatever goes wrong leaves as a `PublisherError` (one that is not ours as
+    `StepCrashed`), recorded in the step's `last_error` first.
+    """
     if edges.redis is None:  # one process, in-memory state: nothing to coordinate with
         return _run(spec, edges, on_page)
-    with single_flight(edges.redis, spec.channel_id, spec.resource) as taken:
-        if taken:
-            return _run(spec, edges, on_page)
+    with single_flight(edges.redis, spec.channel_id, spec.resource) as lock:
+        if lock is not None:
+            return _run(spec, edges, on_page, lock)
     owner = holder(edges.redis, spec.channel_id, spec.resource) or "another step"
     summary = StepSummary(
         spec.channel_id, spec.resource.value, skipped_because=f"lock held by {owner}"
@@ -183,34 +194,45 @@ class ProgressLog:
         )
 
 
-def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> StepSummary:
-    started_at = datetime.now(UTC)
+def _run(
+    spec: StepSpec, edges: Edges, on_page: ProgressCallback | None, lock: StepLock | None = None
+) -> StepSummary:
     started = time.monotonic()
     try:
-        meta = edges.state.read_meta(spec.channel_id, spec.resource)
-        spec = plan_step(spec, meta, started_at)
-        summary = sync_step(spec, edges.source, edges.state, edges.publisher, on_page)
+        return _guarded(_attempt, spec, edges, on_page, lock)
     except PublisherError as exc:
-        step_log.error(
-            "step failed channel=%s resource=%s error=%s: %s",
-            spec.channel_id,
-            spec.resource.value,
-            type(exc).__name__,
-            exc,
-        )
-        _record(
-            edges.state,
-            spec,
-            {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()},
-        )
-        metrics.step_failed(
-            spec.channel_id,
-            spec.resource.value,
-            exc,
-            isinstance(exc, RetryableError),
-            time.monotonic() - started,
-        )
+        _failed(spec, edges.state, exc)
+        retryable = isinstance(exc, RetryableError)
+        elapsed = time.monotonic() - started
+        metrics.step_failed(spec.channel_id, spec.resource.value, exc, retryable, elapsed)
         raise
+
+
+def _guarded(run: Callable[..., T], *args: Any) -> T:
+    """Call `run`; an exception that is not ours leaves as `StepCrashed`, never raw.
+
+    Not ours: a bug, data no rule foresaw, Celery's soft time limit. The original stays
+    its cause (scrubbed with it, or cut off if its text cannot be).
+    """
+    try:
+        return run(*args)
+    except PublisherError:
+        raise
+    except Exception as exc:
+        raise StepCrashed(scrub(f"{type(exc).__name__}: {exc}")) from exc
+
+
+def _attempt(
+    spec: StepSpec, edges: Edges, on_page: ProgressCallback | None, lock: StepLock | None
+) -> StepSummary:
+    """Plan the step, run it, and write its bookkeeping; every write checks `lock` first."""
+    started_at = datetime.now(UTC)
+    state, publisher = edges.state, edges.publisher
+    if lock is not None:
+        state, publisher = FencedState(state, lock), FencedPublisher(publisher, lock)
+    meta = edges.state.read_meta(spec.channel_id, spec.resource)
+    spec = plan_step(spec, meta, started_at)
+    summary = sync_step(spec, edges.source, state, publisher, on_page)
     step_log.info("step done %s", summary.line())
     if summary.date_filter_ignored and not meta.get("date_filter_ignored_at"):
         step_log.warning(
@@ -222,12 +244,29 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
             spec.since,
         )
     progress = step_progress(summary, meta, started_at, datetime.now(UTC))
-    _record(edges.state, spec, progress)
+    _record(state, spec, progress)
     metrics.step_succeeded(
         spec.channel_id, spec.resource.value, summary.as_dict(), {**meta, **progress}
     )
     _heartbeat(spec, edges, summary, {**meta, **progress})
     return summary
+
+
+def _failed(spec: StepSpec, state: StateStore, exc: PublisherError) -> None:
+    """Log a failed step and record it as the step's `last_error`, secrets masked.
+
+    The exception itself is scrubbed too: it is what `poll` prints and what a Celery task
+    result (Flower) shows.
+    """
+    scrub_exception(exc)
+    step_log.error(
+        "step failed channel=%s resource=%s error=%s: %s",
+        spec.channel_id,
+        spec.resource.value,
+        type(exc).__name__,
+        exc,
+    )
+    _record(state, spec, {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": _now()})
 
 
 def _heartbeat(spec: StepSpec, edges: Edges, summary: StepSummary, meta: dict[str, str]) -> None:

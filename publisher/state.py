@@ -28,7 +28,7 @@ from redis.typing import EncodableT, FieldT
 
 from publisher import topology
 from publisher.buckets import Bucket
-from publisher.diff import Change, Deletion, Rejection, Stored, StoredPage
+from publisher.diff import Change, Deletion, Rejection, Stored, StoredPage, report_key
 from publisher.errors import StateStoreError
 from publisher.records import Resource
 from publisher.redis_client import REDIS_ERRORS, RedisClient, connect, translate
@@ -136,8 +136,8 @@ class RedisStateStore:
         return StoredPage(_BucketVersions(buckets, record_keys), forms)
 
     def load_rejected(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, str]:
+        self, channel_id: int, resource: Resource, record_keys: Sequence[int | str]
+    ) -> dict[int | str, str]:
         """Return key -> last reported digest for those keys that have one."""
         if not record_keys:
             return {}
@@ -160,7 +160,7 @@ class RedisStateStore:
             return
         versions = {change.key: Stored(change.sequence, change.after) for change in changes}
         created = sum(1 for c in changes if c.operation != "updated")
-        reported = {r.key: r.digest for r in rejections if r.key is not None}
+        reported = {report_key(r): r.digest for r in rejections}
         self._write(channel_id, resource, versions, created, reported)
 
     def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
@@ -175,7 +175,7 @@ class RedisStateStore:
         resource: Resource,
         versions: Mapping[int, Stored | None],
         tracked: int,
-        reported: Mapping[int, str],
+        reported: Mapping[int | str, str],
     ) -> None:
         """Merge versions (None: forget) into their buckets with compare-and-set, one script.
 
@@ -310,7 +310,7 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: dict[tuple[int, Resource], dict[int, Stored]] = defaultdict(dict)
-        self._rejected: dict[tuple[int, Resource], dict[int, str]] = defaultdict(dict)
+        self._rejected: dict[tuple[int, Resource], dict[int | str, str]] = defaultdict(dict)
         self._meta: dict[tuple[int, Resource], dict[str, str]] = defaultdict(dict)
         self._batches: dict[tuple[int, Resource], dict[str, bytes]] = defaultdict(dict)
 
@@ -321,8 +321,8 @@ class MemoryStateStore:
             return StoredPage({k: table[k] for k in record_keys if k in table})
 
     def load_rejected(
-        self, channel_id: int, resource: Resource, record_keys: Sequence[int]
-    ) -> dict[int, str]:
+        self, channel_id: int, resource: Resource, record_keys: Sequence[int | str]
+    ) -> dict[int | str, str]:
         """Return key -> last reported digest for those keys that have one."""
         with self._lock:
             table = self._rejected[(channel_id, resource)]
@@ -342,8 +342,7 @@ class MemoryStateStore:
                 self._state[where][change.key] = Stored(change.sequence, change.after)
                 self._rejected[where].pop(change.key, None)
             for rejection in rejections:
-                if rejection.key is not None:
-                    self._rejected[where][rejection.key] = rejection.digest
+                self._rejected[where][report_key(rejection)] = rejection.digest
 
     def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
         """Remove deleted records."""

@@ -15,7 +15,8 @@ Nothing else in the package spells one of these names; everything looks them up 
                          akinon.unrouted     fanout, durable
                          akinon.dead         direct, durable (the consumer kit's dead letters)
                          "" (the default)    an on-demand snapshot sent to one named queue
-    queues               akinon.unrouted; a consumer's <queue> and <queue>.dead;
+    queues               akinon.unrouted (at most UNROUTED_MAX_LENGTH events, the oldest
+                         dropped); a consumer's <queue> and <queue>.dead;
                          akinon.tail.<random> (temporary, for watching)
     routing keys         <resource>.changed.<channel>    on akinon.<resource>
                          <resource>.deleted.<channel>    on akinon.<resource>
@@ -119,6 +120,11 @@ HEARTBEAT_EXCHANGE: Final = "akinon.heartbeat"
 DEFAULT_EXCHANGE: Final = ""
 UNROUTED_EXCHANGE: Final = "akinon.unrouted"
 UNROUTED_QUEUE: Final = "akinon.unrouted"
+# Events kept in akinon.unrouted at most: past it, the oldest are dropped, so a forgotten
+# binding cannot fill the broker's disk. A constant, not a setting: every process declares
+# the queue, and declarations with other arguments would be refused.
+UNROUTED_MAX_LENGTH: Final = 100_000
+UNROUTED_QUEUE_ARGUMENTS: Final = {"x-max-length": UNROUTED_MAX_LENGTH, "x-overflow": "drop-head"}
 DEAD_EXCHANGE: Final = "akinon.dead"
 TAIL_QUEUE_PREFIX: Final = "akinon.tail"
 DEAD_QUEUE_SUFFIX: Final = ".dead"

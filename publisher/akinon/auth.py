@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+from publisher.redact import register_token
+
 LOGIN_PATH: Final = "/api/v1/auth/login/"
 # Statuses that mean "these credentials are refused" rather than "this request is wrong".
 # Login views in the django-rest-auth style answer bad credentials with 400, Akinon's
@@ -49,6 +51,7 @@ class TokenCache:
 
     def put(self, key: tuple[str, str], token: str) -> None:
         """Remember a fresh token."""
+        register_token(token)  # masked wherever it could be stored, printed or logged
         with self._lock:
             self._tokens[key] = token
 

@@ -145,8 +145,11 @@ def _status_rows(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
     """Return each step's status row and a warning if Redis does not persist the state."""
     from publisher.health import redis_persistence
     from publisher.lock import holder
+    from publisher.logs import secrets_of
+    from publisher.redact import register
     from publisher.state import RedisStateStore
 
+    register(*secrets_of(settings))  # an error stored by an older version may hold one
     store = RedisStateStore.from_url(settings.redis_url)
     rows = []
     try:
@@ -157,6 +160,12 @@ def _status_rows(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
     finally:
         store.close()
     return rows, warning
+
+
+def _scrubbed(text: str | None) -> str | None:
+    from publisher.redact import scrub
+
+    return None if text is None else scrub(text)
 
 
 def _status_row(
@@ -174,7 +183,7 @@ def _status_row(
         "last_success_at": last,
         "lag_seconds": round(lag, 1) if lag is not None else None,
         "last_step": summary,
-        "last_error": meta.get("last_error"),
+        "last_error": _scrubbed(meta.get("last_error")),
         "last_error_at": meta.get("last_error_at"),
         "watermark": meta.get("watermark"),
         "last_full_scan_at": meta.get("last_full_scan_at"),

@@ -149,9 +149,30 @@ def read_event(body: bytes, major: int = SCHEMA_MAJOR) -> CloudEvent[Any] | None
     if kind is None or _major_of(document.get("dataschema"), kind) not in (major, None):
         return None
     try:
-        return EVENT_MODELS[kind].model_validate(document, extra="ignore")
+        event = EVENT_MODELS[kind].model_validate(document, extra="ignore")
     except ValidationError as exc:
         raise InvalidEvent(f"{kind.value}: {describe_errors(exc)}") from None
+    problem = _out_of_bounds(event.data)
+    if problem is not None:
+        raise InvalidEvent(f"{kind.value}: {problem}")
+    return event
+
+
+# The publisher never sends an id or a sequence below 1, nor one past 64 bits; one that is
+# would be stored as a record's position and hold back (or, past 64 bits, break) every
+# later event of the record. The released schemas do not say so (a new constraint is a
+# breaking change by the contract's rules), so the kit holds these bounds itself.
+_BOUNDED = ("channel_id", "key", "sequence")
+_LARGEST = 2**63 - 1
+
+
+def _out_of_bounds(data: Any) -> str | None:
+    """Say which id or sequence of an event's data is not within 1 .. 2**63 - 1, if any."""
+    for name in _BOUNDED:
+        value = getattr(data, name, None)
+        if isinstance(value, int) and not 1 <= value <= _LARGEST:
+            return f"data.{name}: must be between 1 and {_LARGEST} (got {value})"
+    return None
 
 
 def _known_type(value: Any) -> EventType | None:

@@ -94,7 +94,8 @@ class RedisStore:
             value = self.client.hget(key, slot)
         if value is None:
             return None
-        return _applied(value.decode() if isinstance(value, bytes) else str(value))
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        return _applied(text)
 
     def remember(self, ref: RecordRef, applied: Applied) -> None:
         """Record an applied event, unless a higher sequence is already remembered."""
@@ -126,7 +127,7 @@ def _applied(text: str) -> Applied | None:
     """Read a stored position; None (as if nothing was applied) for one that is unreadable."""
     sequence, _, rest = text.partition(" ")
     event_id, _, modified = rest.partition(" ")
-    if not sequence.lstrip("-").isdigit() or not event_id:
+    if not sequence.lstrip("-").isascii() or not sequence.lstrip("-").isdigit() or not event_id:
         return None
     return Applied(int(sequence), event_id, int(modified) if modified.isdigit() else None)
 

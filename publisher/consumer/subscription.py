@@ -69,9 +69,22 @@ def delivery_attempt(headers: dict[str, Any] | None) -> int:
     """Return which delivery of a quorum-queue message this is (1 for the first).
 
     The broker counts earlier returns in `x-delivery-count` (absent on the first delivery),
-    per message and across restarts of the consumer.
+    per message and across restarts of the consumer. Anyone who can publish to the queue
+    can set the header too: a count that is not a whole number of 0 or more counts as 0,
+    and a huge one as `MAX_COUNTED`.
     """
-    return int((headers or {}).get("x-delivery-count") or 0) + 1
+    count = headers.get("x-delivery-count") if isinstance(headers, dict) else None
+    if (isinstance(count, str) and count.strip().isdigit()) or (
+        isinstance(count, float) and count.is_integer()
+    ):
+        count = int(count)
+    if type(count) is not int or count < 0:
+        count = 0
+    return min(count, MAX_COUNTED) + 1
+
+
+# Deliveries counted at most: far past any sensible `max_attempts`.
+MAX_COUNTED = 10**6
 
 
 class AttemptCounter:

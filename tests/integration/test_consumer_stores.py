@@ -98,3 +98,18 @@ def test_forget_all_removes_only_this_queues_keys(redis_url: str) -> None:
         theirs.forget_all()
         mine.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"-1 x", b"abc", b"", b"5", b"1e400 x 5", b"7 x notanumber", b"\xff\xfe", b"3 x -5"],
+)
+def test_an_odd_stored_value_is_replaced_by_the_next_event(redis_url: str, stored: bytes) -> None:
+    store = RedisStore.from_url(redis_url, f"test.store.{uuid.uuid4().hex[:8]}")
+    key, slot = store.where(REF)
+    store.client.hset(key, slot, stored)
+    store.last(REF)  # readable or not, never an error
+    store.remember(REF, Applied(2, "b", 1_000))
+    assert store.last(REF) == Applied(2, "b", 1_000)
+    store.forget_all()
+    store.close()
