@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +21,14 @@ from publisher.akinon.auth import (
     REFUSED_LOGIN,
     REFUSED_TOKEN,
     TokenCache,
+)
+from publisher.akinon.body import (
+    ACCEPT_ENCODING,
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_MAX_BYTES,
+    Bounds,
+    TooLarge,
+    read_body,
 )
 from publisher.akinon.errors import (
     Cancelled,
@@ -43,10 +52,11 @@ from publisher.akinon.paging import (
     sequential,
 )
 from publisher.backoff import compute_backoff
-from publisher.config import Settings
+from publisher.config import Settings, check_akinon_url
 from publisher.errors import (
     AkinonBadResponse,
     AuthError,
+    ConfigError,
 )
 from publisher.pages import RecordPage, decode_page
 from publisher.records import Endpoint, Resource
@@ -79,9 +89,18 @@ class AkinonClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_pages: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_BYTES,
+        request_deadline: float = DEFAULT_DEADLINE_SECONDS,
+        allow_http: bool = False,
+        trust_env: bool = False,
+        ca_bundle: str | None = None,
     ) -> None:
         if token is None and not (username and password):
             raise AuthError("give a token, or a username and a password")
+        try:
+            check_akinon_url(base_url, allow_http=allow_http)
+        except ValueError as refused:
+            raise ConfigError(f"AKINON_URL {refused}".replace("URL AKINON_URL", "URL")) from None
         self.base_url = base_url.rstrip("/")
         with httpx_boundary(Where(None, "base_url")):
             root = httpx.URL(self.base_url)
@@ -97,13 +116,21 @@ class AkinonClient:
         self._tokens = token_cache if token_cache is not None else DEFAULT_TOKEN_CACHE
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._bounds = Bounds(max_response_bytes, request_deadline)
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_TIMEOUT)),
             # A redirect would carry the token wherever it points: never follow one.
             follow_redirects=False,
             transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "akinon-publisher"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": "akinon-publisher",
+            },
+            # Proxy variables would carry the token through whatever proxy they name.
+            trust_env=trust_env,
+            verify=tls_context(ca_bundle),
         )
 
     @classmethod
@@ -119,6 +146,11 @@ class AkinonClient:
             "timeout": settings.akinon_timeout_seconds,
             "max_retries": settings.akinon_max_retries,
             "backoff_cap": settings.akinon_backoff_cap_seconds,
+            "max_response_bytes": settings.akinon_max_response_bytes,
+            "request_deadline": settings.akinon_request_deadline_seconds,
+            "allow_http": settings.akinon_allow_http,
+            "trust_env": settings.akinon_trust_env,
+            "ca_bundle": settings.akinon_ca_bundle,
         }
         options.update(overrides)
         return cls(settings.akinon_url, **options)
@@ -126,6 +158,11 @@ class AkinonClient:
     def __repr__(self) -> str:
         auth = "token" if self._fixed_token is not None else f"login:{self._username}"
         return f"AkinonClient({self._display!r}, auth={auth!r})"
+
+    @property
+    def trusts_env(self) -> bool:
+        """Say whether proxy and certificate variables of the environment are used."""
+        return self._http.trust_env
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -317,10 +354,20 @@ class AkinonClient:
         headers = {} if token is None else {"Authorization": f"Token {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
-        with httpx_boundary(where):
-            response = self._http.request(method, url, headers=headers, content=content)
-        check_status(response, where, refused, self._backoff_cap)
-        return decode_body(response, decode)
+        started = time.monotonic()
+        with (
+            httpx_boundary(where),
+            self._http.stream(method, url, headers=headers, content=content) as response,
+        ):
+            try:
+                body = read_body(response, self._bounds, started)
+            except TooLarge as large:
+                raise AkinonBadResponse(
+                    f"{large} at {where} (AKINON_MAX_RESPONSE_BYTES); lower AKINON_PAGE_SIZE "
+                    "or raise the bound"
+                ) from None
+        check_status(response, body, where, refused, self._backoff_cap)
+        return decode_body(response, body, decode)
 
     # ---------------------------------------------------------------------------- auth
 
@@ -363,6 +410,16 @@ class AkinonClient:
         if not isinstance(key, str) or not key:
             raise AkinonBadResponse(f"the login answer has no token (`key`) at {where}")
         return key
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """Return what httpx verifies certificates with: the system's CAs, or a bundle's."""
+    if ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"AKINON_CA_BUNDLE cannot be read as PEM certificates ({exc})") from None
 
 
 def _expect_object(body: Any, where: Where) -> dict[str, Any]:

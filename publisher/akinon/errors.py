@@ -8,6 +8,7 @@ httpx exception: `httpx_boundary` is the only place that does.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +79,12 @@ def httpx_boundary(where: Where) -> Iterator[None]:
 def translate(exc: Exception, where: Where) -> Exception:
     """Map one httpx exception to a retry signal (may pass) or a protocol error (will not)."""
     cause = f"{type(exc).__name__}: {exc}"
+    unverified = _certificate_error(exc)
+    if unverified is not None:
+        return AkinonProtocolError(
+            f"the TLS certificate of Akinon did not verify ({unverified.verify_message}) at "
+            f"{where}; if Akinon uses a private CA, set AKINON_CA_BUNDLE to its PEM file"
+        )
     if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.ProxyError):
         return Retry(cause)
     if isinstance(exc, httpx.RemoteProtocolError):  # connection closed, body cut short
@@ -88,8 +95,23 @@ def translate(exc: Exception, where: Where) -> Exception:
     return AkinonProtocolError(f"{cause} at {where}")
 
 
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """Find a certificate verification failure behind a connect error (httpx wraps it twice).
+
+    Retrying cannot fix it: it is a configuration matter, not an outage.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def check_status(
-    response: httpx.Response, where: Where, refused: frozenset[int], cap: float
+    response: httpx.Response, body: bytes, where: Where, refused: frozenset[int], cap: float
 ) -> None:
     """Raise the signal or error a non-2xx status calls for."""
     status = response.status_code
@@ -106,14 +128,14 @@ def check_status(
         raise AkinonProtocolError(
             f"HTTP {status}: refusing to follow a redirect to {target} at {where}"
         )
-    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(response)}")
+    raise AkinonProtocolError(f"HTTP {status} at {where}: {snippet(body)}")
 
 
-def decode_body(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
+def decode_body(response: httpx.Response, body: bytes, decode: Callable[[bytes], Any]) -> Any:
     if response.status_code == 204:
         return None
     try:
-        return decode(response.content)
+        return decode(body)
     except orjson.JSONDecodeError as exc:
         raise Retry(f"invalid JSON ({exc})", bad_body=True) from None
 
@@ -123,6 +145,6 @@ def gave_up(retry: Retry, attempts: int, where: Where) -> RetryableError:
     return kind(f"gave up after {attempts} attempts at {where}; last cause: {retry}")
 
 
-def snippet(response: httpx.Response) -> str:
-    text = response.content[:SNIPPET_BYTES].decode("utf-8", errors="replace")
+def snippet(body: bytes) -> str:
+    text = body[:SNIPPET_BYTES].decode("utf-8", errors="replace")
     return " ".join(text.split()) or "(empty body)"

@@ -27,6 +27,8 @@ log = logging.getLogger("publisher.akinon")
 MAX_RECORDS_PER_SCAN: Final = 10_000_000
 PAGE_CAP_MARGIN: Final = 100
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# A page number or size longer than this is not one (and `int()` of 5000 digits raises).
+MAX_PARAM_DIGITS: Final = 18
 
 Origin = tuple[str, str, int]
 
@@ -108,7 +110,7 @@ def array_page(body: RecordPage, request: PageRequest, where: Where) -> Page:
         ended = RecordPage.plain(body.resource, [])
         ended.cut_short = True  # the list's end was never reached
         return Page(ended, None)
-    if len(body) != request.limit:
+    if not body or len(body) != request.limit:
         return Page(body, None)
     url = request.url.copy_set_param("page", str(request.page + 1))
     return Page(body, PageRequest(url, request.page + 1, request.limit, body.row(0)))
@@ -173,5 +175,12 @@ def origin(url: httpx.URL) -> Origin:
 
 
 def int_param(url: httpx.URL, name: str, default: int) -> int:
+    """Read a positive integer query parameter; anything else (``²``, 5000 digits, 0) is `default`.
+
+    The number only names the page in errors and logs (the link is followed as written) or
+    sizes the next plain-array page, so an odd one must not stop the scan.
+    """
     value = url.params.get(name, "")
-    return int(value) if value.isdigit() else default
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_PARAM_DIGITS):
+        return default
+    return int(value) or default

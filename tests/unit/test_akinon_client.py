@@ -23,6 +23,7 @@ from publisher.errors import (
     AkinonProtocolError,
     AkinonUnavailable,
     AuthError,
+    ConfigError,
     PublisherError,
 )
 from publisher.pages import RecordPage
@@ -719,9 +720,10 @@ def test_reprs_and_logs_never_show_the_token_or_the_password(
     assert "attempt=1 max_retries=5 wait_s=" in caplog.text
 
 
-def test_a_base_url_with_userinfo_is_shown_without_it(make: Factory) -> None:
-    client, _, _ = make(ok_empty, base_url="https://user:hunter2@omni.example/")
-    assert "hunter2" not in repr(client)
+def test_a_base_url_with_userinfo_is_refused_without_showing_it(make: Factory) -> None:
+    with pytest.raises(ConfigError) as refused:
+        make(ok_empty, base_url="https://user:hunter2@omni.example/")
+    assert "hunter2" not in str(refused.value)
 
 
 # ------------------------------------------------------------------------ 9. prefetch
