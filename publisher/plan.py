@@ -81,14 +81,20 @@ def plan_since(
 
 
 def step_progress(
-    summary: StepSummary, meta: Mapping[str, str], started_at: datetime, now: datetime
+    summary: StepSummary,
+    meta: Mapping[str, str],
+    started_at: datetime,
+    now: datetime,
+    *,
+    lookback_seconds: float | None = None,
 ) -> dict[str, str]:
     """Return the bookkeeping of a successful step: outcome, watermark, scans, deletes."""
     fields = {
         "last_success_at": now.isoformat(),
         "last_summary": orjson.dumps(summary.as_dict()).decode(),
     }
-    watermark = max(filter(None, (meta.get("watermark"), summary.newest_modified)), default=None)
+    reached = safe_watermark(summary.newest_modified, started_at, now, lookback_seconds)
+    watermark = max(filter(None, (meta.get("watermark"), reached)), default=None)
     if watermark:
         fields["watermark"] = watermark
     newest = max(
@@ -107,6 +113,26 @@ def step_progress(
     if summary.complete_scan:
         fields.update(_held(summary, meta, now))
     return fields
+
+
+def safe_watermark(
+    newest: str | None, started_at: datetime, now: datetime, lookback_seconds: float | None
+) -> str | None:
+    """Return how far a step may move the watermark: the newest date it saw, or less.
+
+    A record changed on a page the scan had already passed is dated after the scan began,
+    and the scan did not see it. Later steps start at the watermark minus the lookback, so
+    they find it only if that is not after its date. A scan shorter than the lookback
+    cannot skip it; a longer one moves the watermark no further than its own start (one
+    lookback of margin for the servers' clocks remains).
+    """
+    if newest is None or lookback_seconds is None:
+        return newest
+    if (now - started_at).total_seconds() <= lookback_seconds:
+        return newest
+    start = started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seen = _moment(newest)
+    return start if seen is not None and seen > started_at else newest
 
 
 def _held(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:

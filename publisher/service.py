@@ -198,7 +198,9 @@ def _run(spec: StepSpec, edges: Edges, on_page: ProgressCallback | None) -> Step
             spec.resource.value,
             spec.since,
         )
-    progress = step_progress(summary, meta, started_at, datetime.now(UTC))
+    progress = step_progress(
+        summary, meta, started_at, datetime.now(UTC), lookback_seconds=spec.lookback_seconds
+    )
     _record(edges.state, spec, progress)
     _heartbeat(spec, edges, summary, {**meta, **progress})
     return summary
