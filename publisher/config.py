@@ -164,6 +164,15 @@ class Settings(BrokerSettings):
     akinon_request_deadline_seconds: float = Field(
         120.0, gt=0, description="Wall-clock bound on one request, its whole body included."
     )
+    akinon_max_in_flight: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Most page requests a scan keeps in flight (the window adapts below it).",
+    )
+    akinon_max_requests_per_second: float = Field(
+        0.0, ge=0, description="Ceiling on requests per second to Akinon per worker process."
+    )
     akinon_allow_http: bool = Field(
         False, description="Allow an http:// AKINON_URL to a host other than loopback."
     )

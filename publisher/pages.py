@@ -91,10 +91,13 @@ ROWS: Final = {resource: row_struct(spec) for resource, spec in RESOURCES.items(
 
 
 def _envelope(results: Any) -> type[msgspec.Struct]:
-    # {count, next, previous, results}: only `results` and `next` are read.
-    return msgspec.defstruct(
-        "Envelope", [("results", list[results]), ("next", Any, None)], gc=False
-    )
+    # {count, next, previous, results}: `previous` is not read.
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("results", list[results]),
+        ("next", Any, None),
+        ("count", Any, None),
+    ]
+    return msgspec.defstruct("Envelope", fields, gc=False)
 
 
 _ENVELOPES: Final = {resource: _envelope(row) for resource, row in ROWS.items()}
@@ -323,9 +326,10 @@ def decode_page(resource: Resource, body: bytes) -> Any:
     """Decode a page body as orjson would, with its records as a `RecordPage`.
 
     A bare array becomes a `RecordPage`; an object with a `results` array becomes
-    ``{"results": RecordPage, "next": ...}``; the records are read the typed way if every
-    one fits, else decoded by orjson and the same type is built from them. Anything else is
-    returned as orjson decodes it (and malformed JSON raises orjson's error).
+    ``{"results": RecordPage, "next": ..., "count": ...}``; the records are read the typed
+    way if every one fits, else decoded by orjson and the same type is built from them (a
+    record orjson refuses on a well-formed page becomes an `Unreadable`, rejected alone).
+    Anything else is returned as orjson decodes it (malformed JSON raises orjson's error).
     """
     try:
         found = _TYPED[resource].decode(body)
@@ -333,7 +337,8 @@ def decode_page(resource: Resource, body: bytes) -> Any:
         return _plain(resource, _loads(resource, body))
     if isinstance(found, list):
         return RecordPage.typed(resource, body, found)
-    return {"results": RecordPage.typed(resource, body, found.results), "next": found.next}
+    results = RecordPage.typed(resource, body, found.results)
+    return {"results": results, "next": found.next, "count": found.count}
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +370,8 @@ def _loads(resource: Resource, body: bytes) -> Any:
             raise
     if isinstance(split, list):
         return [_record(resource, raw) for raw in split]
-    return {"results": [_record(resource, raw) for raw in split.results], "next": split.next}
+    records = [_record(resource, raw) for raw in split.results]
+    return {"results": records, "next": split.next, "count": split.count}
 
 
 def _record(resource: Resource, raw: msgspec.Raw) -> Any:

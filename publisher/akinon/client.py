@@ -40,6 +40,8 @@ from publisher.akinon.errors import (
     gave_up,
     httpx_boundary,
 )
+from publisher.akinon.flight import windowed
+from publisher.akinon.pacing import Pacer, pacer_for
 from publisher.akinon.paging import (
     MAX_RECORDS_PER_SCAN,
     PAGE_CAP_MARGIN,
@@ -47,10 +49,10 @@ from publisher.akinon.paging import (
     Page,
     PageRequest,
     origin,
-    prefetched,
     read_page,
     sequential,
 )
+from publisher.akinon.window import DEFAULT_CAP, Window
 from publisher.backoff import compute_backoff
 from publisher.config import Settings, check_akinon_url
 from publisher.errors import (
@@ -94,6 +96,8 @@ class AkinonClient:
         allow_http: bool = False,
         trust_env: bool = False,
         ca_bundle: str | None = None,
+        max_in_flight: int = DEFAULT_CAP,
+        max_requests_per_second: float = 0.0,
     ) -> None:
         if token is None and not (username and password):
             raise AuthError("give a token, or a username and a password")
@@ -117,6 +121,9 @@ class AkinonClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._bounds = Bounds(max_response_bytes, request_deadline)
+        self._pacer: Pacer = pacer_for(self._origin, max_requests_per_second)
+        # How many pages in flight: one window for every scan of this client (see `window`).
+        self.window = Window(max_in_flight)
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_TIMEOUT)),
@@ -151,6 +158,8 @@ class AkinonClient:
             "allow_http": settings.akinon_allow_http,
             "trust_env": settings.akinon_trust_env,
             "ca_bundle": settings.akinon_ca_bundle,
+            "max_in_flight": settings.akinon_max_in_flight,
+            "max_requests_per_second": settings.akinon_max_requests_per_second,
         }
         options.update(overrides)
         return cls(settings.akinon_url, **options)
@@ -191,10 +200,11 @@ class AkinonClient:
         element of a page is passed through as decoded, a non-object too: validating records
         one by one is the caller's job, so one bad record cannot sink its page.
 
-        With `prefetch`, a helper thread fetches page N+1 while the caller works on page N,
-        whenever the next page is known. Stopping early (``close()``, ``break``, an
-        exception) ends the helper; an error fetching page N+1 is raised when the caller asks
-        for page N+1, never sooner.
+        With `prefetch`, several pages are in flight at once (the client's `window`; see
+        `publisher.akinon.flight`) and are yielded in page order. Stopping early
+        (``close()``, ``break``, an exception) ends the fetch threads; an error fetching
+        page N is raised when the caller asks for page N, never sooner. Without it, each
+        page is fetched when asked for (acknowledging re-reads page 1).
         """
         name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
         query = {**(params or {}), "page": "1", "limit": str(self._page_size)}
@@ -203,12 +213,16 @@ class AkinonClient:
 
         decode = partial(decode_page, resource)
 
+        window = self.window
+
         def fetch(request: PageRequest, stop: threading.Event | None) -> Page:
-            return self._fetch_page(Where(channel_id, name, request.page), request, stop, decode)
+            where = Where(channel_id, name, request.page)
+            body = self._call("GET", request.url, where, stop=stop, decode=decode, window=window)
+            return read_page(body, request, where, Host(self._origin, self._display))
 
         scan = Where(channel_id, name)
         if prefetch:
-            return prefetched(fetch, first, self._max_pages, scan)
+            return windowed(fetch, first, self._max_pages, scan, window)
         return sequential(fetch, first, self._max_pages, scan)
 
     def get_price(
@@ -250,18 +264,6 @@ class AkinonClient:
         self._call("PATCH", f"{base}{pk}/", where, commit)
         self._call("PATCH", f"{base}{pk}/", where, {"status": "done", "objects": items})
 
-    # ---------------------------------------------------------------------------- paging
-
-    def _fetch_page(
-        self,
-        where: Where,
-        request: PageRequest,
-        stop: threading.Event | None,
-        decode: Callable[[bytes], Any],
-    ) -> Page:
-        body = self._call("GET", request.url, where, stop=stop, decode=decode)
-        return read_page(body, request, where, Host(self._origin, self._display))
-
     # ---------------------------------------------------------------------------- requests
 
     def _call(
@@ -273,17 +275,18 @@ class AkinonClient:
         *,
         stop: threading.Event | None = None,
         decode: Callable[[bytes], Any] = orjson.loads,
+        window: Window | None = None,
     ) -> Any:
         """Send one authenticated request with retries; on a 401 log in afresh once.
 
-        `decode` turns the body into its value (a page decoder for pages).
+        `decode` turns the body into its value (a page decoder for pages); `window`, the
+        scan's, hears of response times and of requests to slow down.
         """
         content = None if payload is None else orjson.dumps(payload)
+        once = partial(self._once, method, url, where, content, decode=decode, window=window)
         token = self._token(where)
         try:
-            return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
-            )
+            return self._retrying(where, stop, partial(once, token), window)
         except Refused:
             if self._fixed_token is not None:
                 raise AuthError(
@@ -292,9 +295,7 @@ class AkinonClient:
             self._tokens.discard(self._cache_key, token)
         token = self._token(where)
         try:
-            return self._retrying(
-                where, stop, partial(self._once, method, url, where, content, token, decode=decode)
-            )
+            return self._retrying(where, stop, partial(once, token), window)
         except Refused:
             raise AuthError(
                 f"Akinon refused a fresh token of user {self._username!r} (HTTP 401) at {where}; "
@@ -302,7 +303,11 @@ class AkinonClient:
             ) from None
 
     def _retrying(
-        self, where: Where, stop: threading.Event | None, attempt_once: Callable[[], Any]
+        self,
+        where: Where,
+        stop: threading.Event | None,
+        attempt_once: Callable[[], Any],
+        window: Window | None = None,
     ) -> Any:
         """Run attempts until one succeeds; after `max_retries` retries raise what failed."""
         attempt = 0
@@ -312,6 +317,8 @@ class AkinonClient:
             try:
                 return attempt_once()
             except Retry as retry:
+                if retry.slow_down and window is not None:
+                    window.congested()
                 if attempt >= self._max_retries:
                     raise gave_up(retry, attempt + 1, where) from retry.__cause__
                 delay = retry.delay
@@ -349,11 +356,15 @@ class AkinonClient:
         refused: frozenset[int] = REFUSED_TOKEN,
         *,
         decode: Callable[[bytes], Any] = orjson.loads,
+        window: Window | None = None,
     ) -> Any:
-        """Make one attempt: send, check the status, decode the JSON body."""
+        """Make one attempt: wait for its turn, send, check the status, decode the body."""
         headers = {} if token is None else {"Authorization": f"Token {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
+        turn = self._pacer.reserve()  # the process's ceiling on requests to this host
+        if turn > 0:
+            self._sleep(turn)
         started = time.monotonic()
         with (
             httpx_boundary(where),
@@ -366,6 +377,8 @@ class AkinonClient:
                     f"{large} at {where} (AKINON_MAX_RESPONSE_BYTES); lower AKINON_PAGE_SIZE "
                     "or raise the bound"
                 ) from None
+        if window is not None:
+            window.observe(time.monotonic() - started)
         check_status(response, body, where, refused, self._backoff_cap)
         return decode_body(response, body, decode)
 

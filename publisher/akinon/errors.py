@@ -49,10 +49,23 @@ class Where:
 class Retry(Exception):
     """Internal: this attempt failed in a way another attempt may not."""
 
-    def __init__(self, cause: str, *, delay: float | None = None, bad_body: bool = False):
+    def __init__(
+        self,
+        cause: str,
+        *,
+        delay: float | None = None,
+        bad_body: bool = False,
+        status: int | None = None,
+    ) -> None:
         super().__init__(cause)
         self.delay = delay  # the server's Retry-After, when it gave one
         self.bad_body = bad_body
+        self.status = status
+
+    @property
+    def slow_down(self) -> bool:
+        """Say whether the server asked us to slow down (429, 503)."""
+        return self.status in RETRY_AFTER_STATUSES
 
 
 class Refused(Exception):
@@ -122,7 +135,7 @@ def check_status(
     if status == 429 or status >= 500:
         retry_after = response.headers.get("Retry-After")
         delay = parse_retry_after(retry_after, cap=cap) if status in RETRY_AFTER_STATUSES else None
-        raise Retry(f"HTTP {status}", delay=delay)
+        raise Retry(f"HTTP {status}", delay=delay, status=status)
     if status < 400:
         target = response.headers.get("Location", "?")
         raise AkinonProtocolError(

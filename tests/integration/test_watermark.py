@@ -70,7 +70,8 @@ def test_a_change_on_an_already_passed_page_is_found_by_the_next_incremental_ste
     sandbox_factory: Any, channel_id: int, redis_url: str, amqp_url: str
 ) -> None:
     sandbox = sandbox_factory([channel_id], size=30)
-    client = AkinonClient(sandbox.url, token=SANDBOX_TOKEN, page_size=10)
+    # One page in flight, so that page 3 is asked for only after the changes.
+    client = AkinonClient(sandbox.url, token=SANDBOX_TOKEN, page_size=10, max_in_flight=1)
     source = ChangesMidScan(client, sandbox, channel_id)
     state = RedisStateStore.from_url(redis_url)
     edges = Edges(source, state, KombuPublisher(amqp_url, confirm_timeout=5), redis=state.client)  # type: ignore[arg-type]
