@@ -43,8 +43,9 @@ from publisher.records import Resource
 from publisher.service import Edges
 from publisher.state import RedisStateStore
 
-REDIS_URL: Final = "redis://127.0.0.1:6379/14"
-AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672//"
+# BENCH_REDIS_URL and BENCH_AMQP_URL point a run elsewhere (another database or vhost).
+REDIS_URL: Final = os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/14"
+AMQP_URL: Final = os.environ.get("BENCH_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 TOKEN: Final = "bench-token"
 PAGE_SIZE: Final = 1000
 QUEUE_CAP: Final = 20_000
@@ -72,6 +73,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+    """Wait until a child listens on a loopback port; raise if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the child exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {seconds:g}s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

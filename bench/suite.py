@@ -6,6 +6,8 @@ On one sandbox of `records` stocks and `records` prices:
     kombu one by one
     [ceiling (a), 1% changed, ceiling (a), no change] x repeats
     Redis memory, then latency
+    no change through a delay proxy at 0, 50, 100 ms (x network_rounds), then under a
+    requests/s limit answered with 429 (`bench.network`)
 Then, on a sandbox of each size: worker peak RSS, small then large.
 
 Each figure is taken right next to its ceiling, over and over, so that the load of a shared
@@ -26,8 +28,17 @@ from typing import Any
 
 import redis
 
-from bench import ceilings, latency, publishing, workloads
-from bench.env import Sandbox, bench_queue, bench_redis, edges_for, run_channels, sandbox, scrub
+from bench import ceilings, latency, network, publishing, workloads
+from bench.env import (
+    PAGE_SIZE,
+    Sandbox,
+    bench_queue,
+    bench_redis,
+    edges_for,
+    run_channels,
+    sandbox,
+    scrub,
+)
 from bench.report import Row, Target
 from bench.rss import peak_rss
 from bench.workloads import Pass
@@ -46,10 +57,12 @@ class Plan:
     rss_sizes: tuple[int, int]
     publish_events: int  # per kind, for ceiling (b) and kombu batched
     one_by_one_events: int
+    network_rounds: int  # of the latency section, each round at every round trip
+    rate_limit: float  # requests/s the sandbox allows in the 429 section
 
 
-FULL = Plan(100_000, 5, 3, 200, (100_000, 1_000_000), 25_000, 5_000)
-QUICK = Plan(10_000, 1, 1, 20, (10_000, 100_000), 5_000, 1_000)
+FULL = Plan(100_000, 5, 3, 200, (100_000, 1_000_000), 25_000, 5_000, 3, 100.0)
+QUICK = Plan(10_000, 1, 1, 20, (10_000, 100_000), 5_000, 1_000, 1, 50.0)
 
 
 @dataclass
@@ -102,9 +115,13 @@ def run(plan: Plan) -> list[Row]:
             memory = memory_row(client, box)
             say(f"4 latency: {plan.latency_changes} changes, 1 s polls")
             found = latency.measure(box, plan.latency_changes)
+            say(f"7 no change through a delay proxy at 0/50/100 ms ({plan.network_rounds} rounds)")
+            distant = network.latency_rows(box, plan.network_rounds, PAGE_SIZE)
+            say(f"8 no change under a {plan.rate_limit:g} requests/s limit (429)")
+            limited = network.rate_limited_row(box, plan.rate_limit)
         rows = [*table_rows(results), *latency_rows(found), memory]
         rows += rss_rows(client, plan, rss_channel)
-    return rows
+    return [*rows, *distant, limited]
 
 
 def measure_redis(box: Sandbox, client: redis.Redis, plan: Plan, results: Results) -> None:

@@ -13,6 +13,7 @@ missing Akinon setting never stops them.
 from __future__ import annotations
 
 import os
+from ipaddress import ip_address
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -63,6 +64,36 @@ ENV_FILE: str | None = ".env"
 # Events need publisher confirms, which only the AMQP transports give.
 AMQP_SCHEMES: Final = ("amqp", "amqps", "pyamqp")
 LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def check_akinon_url(url: str, *, allow_http: bool) -> None:
+    """Refuse an Akinon base URL the token should not go to; the ValueError says why in a line.
+
+    Credentials in the URL would silently switch to Basic auth; http:// to any host but
+    loopback sends the token in cleartext, so it takes an explicit AKINON_ALLOW_HTTP.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://omnitron.example.com")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not hold a user or password: set AKINON_TOKEN, or "
+            "AKINON_USERNAME and AKINON_PASSWORD"
+        )
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"AKINON_URL is http:// to {parts.hostname}: the token would travel in cleartext; "
+            "use https://, or set AKINON_ALLOW_HTTP=true for a trusted network"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Settings(BaseSettings):
@@ -142,6 +173,33 @@ class Settings(BrokerSettings):
     akinon_timeout_seconds: float = Field(30.0, gt=0, description="HTTP timeout per request.")
     akinon_max_retries: int = Field(5, ge=0, le=20, description="Retries per request.")
     akinon_backoff_cap_seconds: float = Field(30.0, gt=0, description="Longest retry pause.")
+    akinon_max_response_bytes: int = Field(
+        64 * 2**20,
+        ge=64 * 1024,
+        description="Largest answer read, on the wire and once decompressed (bytes).",
+    )
+    akinon_request_deadline_seconds: float = Field(
+        120.0, gt=0, description="Wall-clock bound on one request, its whole body included."
+    )
+    akinon_max_in_flight: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Most page requests a scan keeps in flight (the window adapts below it).",
+    )
+    akinon_max_requests_per_second: float = Field(
+        0.0, ge=0, description="Ceiling on requests per second to Akinon per worker process."
+    )
+    akinon_allow_http: bool = Field(
+        False, description="Allow an http:// AKINON_URL to a host other than loopback."
+    )
+    akinon_trust_env: bool = Field(
+        False,
+        description="Take proxies (HTTPS_PROXY...) and SSL_CERT_FILE from the environment.",
+    )
+    akinon_ca_bundle: str | None = Field(
+        None, description="PEM file of the CA that signed Akinon's certificate (a private CA)."
+    )
 
     # URLs may hold passwords: keep them out of repr() and so out of logs (AMQP_URL too,
     # from BrokerSettings).
@@ -191,10 +249,13 @@ class Settings(BrokerSettings):
     @field_validator("akinon_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://omnitron.example.com")
+        check_akinon_url(value, allow_http=True)
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_cleartext(self) -> Settings:
+        check_akinon_url(self.akinon_url, allow_http=self.akinon_allow_http)
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from publisher.bounds import MAX_RECORD_BYTES, date_problem, reportable
 from publisher.events import Operation
 from publisher.fingerprint import raw_digest, record_canonical
-from publisher.pages import RecordPage, raw_key
+from publisher.pages import RecordPage, Unreadable, raw_key
 from publisher.records import MODELS, Record, describe_errors
 
 
@@ -240,8 +240,12 @@ def _classify(
     if too_big is not None:
         return _rejection(page, index, too_big, previous, limits)
     # A typed page's record is validated from its row and decoded only to be reported.
+    fields = page.fields(index)
+    if type(fields) is Unreadable:
+        text = fields.text
+        return Rejection(key, fields.reason, text, raw_digest(text), tracked=previous is not None)
     try:
-        record = MODELS[resource].model_validate(page.fields(index))
+        record = MODELS[resource].model_validate(fields)
     except ValidationError as exc:
         return _rejection(page, index, describe_errors(exc), previous, limits)
     if key is None:

@@ -39,8 +39,10 @@ whole page's bad body always did. Otherwise, changed or not, it passes.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, get_origin, overload
@@ -90,10 +92,13 @@ ROWS: Final = {resource: row_struct(spec) for resource, spec in RESOURCES.items(
 
 
 def _envelope(results: Any) -> type[msgspec.Struct]:
-    # {count, next, previous, results}: only `results` and `next` are read.
-    return msgspec.defstruct(
-        "Envelope", [("results", list[results]), ("next", Any, None)], gc=False
-    )
+    # {count, next, previous, results}: `previous` is not read.
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("results", list[results]),
+        ("next", Any, None),
+        ("count", Any, None),
+    ]
+    return msgspec.defstruct("Envelope", fields, gc=False)
 
 
 _ENVELOPES: Final = {resource: _envelope(row) for resource, row in ROWS.items()}
@@ -296,6 +301,8 @@ def raw_key(resource: Resource, raw: Any) -> Any:
     The first of the resource's key fields the record has (prices are also seen keyed by
     `pk`): the same choice the model's alias and the canonical form make.
     """
+    if type(raw) is Unreadable:
+        return raw.key
     if type(raw) is not dict:
         return None
     for name in resource.spec.key_fields:
@@ -324,17 +331,77 @@ def decode_page(resource: Resource, body: bytes) -> Any:
     """Decode a page body as orjson would, with its records as a `RecordPage`.
 
     A bare array becomes a `RecordPage`; an object with a `results` array becomes
-    ``{"results": RecordPage, "next": ...}``; the records are read the typed way if every
-    one fits, else decoded by orjson and the same type is built from them. Anything else is
-    returned as orjson decodes it (and malformed JSON raises orjson's error).
+    ``{"results": RecordPage, "next": ..., "count": ...}``; the records are read the typed
+    way if every one fits, else decoded by orjson and the same type is built from them (a
+    record orjson refuses on a well-formed page becomes an `Unreadable`, rejected alone).
+    Anything else is returned as orjson decodes it (malformed JSON raises orjson's error).
     """
     try:
         found = _TYPED[resource].decode(body)
     except (ValueError, RecursionError):  # msgspec's errors, or nesting too deep for it
-        return _plain(resource, orjson.loads(body))
+        return _plain(resource, _loads(resource, body))
     if isinstance(found, list):
         return RecordPage.typed(resource, body, found)
-    return {"results": RecordPage.typed(resource, body, found.results), "next": found.next}
+    results = RecordPage.typed(resource, body, found.results)
+    return {"results": results, "next": found.next, "count": found.count}
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record orjson cannot decode on a page that is valid JSON text: it is rejected alone.
+
+    The one known case is a number past the range of a double (``1e309``): valid JSON text,
+    refused by orjson. `text` is the record's JSON text, `key` its key where one can be read.
+    """
+
+    key: int | None
+    text: str
+    reason: str
+
+
+def _loads(resource: Resource, body: bytes) -> Any:
+    """Decode a page as orjson does; if it refuses a record of a well-formed page, that one only.
+
+    A body that is not JSON text at all still raises orjson's error (the page is retried).
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            split = _RAW.decode(body)  # checks the syntax, not the range of numbers
+        except (ValueError, RecursionError):
+            split = None
+        if split is None:
+            raise
+    if isinstance(split, list):
+        return [_record(resource, raw) for raw in split]
+    records = [_record(resource, raw) for raw in split.results]
+    return {"results": records, "next": split.next, "count": split.count}
+
+
+def _record(resource: Resource, raw: msgspec.Raw) -> Any:
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError as exc:
+        text = bytes(raw).decode("utf-8", errors="replace")
+        return Unreadable(_loose_key(resource, text), text, f"record: not valid JSON here ({exc})")
+
+
+def _loose_key(resource: Resource, text: str) -> int | None:
+    # The standard decoder reads 1e309 as infinity, enough to find the record's key.
+    try:
+        value = json.loads(text, parse_int=_bounded_int)
+    except ValueError:
+        return None
+    return record_key(resource, value)
+
+
+def _bounded_int(text: str) -> int | None:
+    return int(text) if len(text) <= MAX_INT_DIGITS else None
+
+
+# Python refuses `int()` of more than 4300 digits; a key is far shorter.
+MAX_INT_DIGITS: Final = 20
 
 
 def _plain(resource: Resource, decoded: Any) -> Any:

@@ -92,14 +92,20 @@ def _watermark(meta: Mapping[str, str], now: datetime) -> datetime | None:
 
 
 def step_progress(
-    summary: StepSummary, meta: Mapping[str, str], started_at: datetime, now: datetime
+    summary: StepSummary,
+    meta: Mapping[str, str],
+    started_at: datetime,
+    now: datetime,
+    *,
+    lookback_seconds: float | None = None,
 ) -> dict[str, str]:
     """Return the bookkeeping of a successful step: outcome, watermark, scans, deletes."""
     fields = {
         "last_success_at": now.isoformat(),
         "last_summary": orjson.dumps(summary.as_dict()).decode(),
     }
-    fields.update(_newest(summary, meta, now))
+    reached = safe_watermark(summary.newest_modified, started_at, now, lookback_seconds)
+    fields.update(_newest(reached, summary.newest_modified, meta, now))
     if not summary.incremental:
         fields["last_full_scan_at"] = started_at.isoformat()
         fields.setdefault("loaded_at", meta.get("loaded_at") or now.isoformat())
@@ -112,8 +118,13 @@ def step_progress(
     return fields
 
 
-def _newest(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:
+def _newest(
+    reached: str | None, newest_modified: str | None, meta: Mapping[str, str], now: datetime
+) -> dict[str, str]:
     """Return the watermark and `newest_seen`: the newest valid date, never in the future.
+
+    `reached` is how far this step may move the watermark (`safe_watermark`),
+    `newest_modified` the newest date it saw.
 
     A stored value that is no such date (written by an older version) is replaced, by an
     empty watermark if nothing better is known: the next step then scans everything.
@@ -121,16 +132,36 @@ def _newest(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dic
     latest = now + CLOCK_SKEW
     candidates = [
         (moment, text)
-        for text in (meta.get("watermark"), summary.newest_modified)
+        for text in (meta.get("watermark"), reached)
         if text and (moment := _moment(text)) is not None and moment <= latest
     ]
-    seen = [_moment(meta.get("newest_seen")), _moment(summary.newest_modified)]
+    seen = [_moment(meta.get("newest_seen")), _moment(newest_modified)]
     newest = max((m for m in seen if m is not None and m <= latest), default=None)
     found = {
         "watermark": max(candidates)[1] if candidates else "",
         "newest_seen": newest.isoformat() if newest is not None else "",
     }
     return {name: value for name, value in found.items() if value or meta.get(name)}
+
+
+def safe_watermark(
+    newest: str | None, started_at: datetime, now: datetime, lookback_seconds: float | None
+) -> str | None:
+    """Return how far a step may move the watermark: the newest date it saw, or less.
+
+    A record changed on a page the scan had already passed is dated after the scan began,
+    and the scan did not see it. Later steps start at the watermark minus the lookback, so
+    they find it only if that is not after its date. A scan shorter than the lookback
+    cannot skip it; a longer one moves the watermark no further than its own start (one
+    lookback of margin for the servers' clocks remains).
+    """
+    if newest is None or lookback_seconds is None:
+        return newest
+    if (now - started_at).total_seconds() <= lookback_seconds:
+        return newest
+    start = started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seen = _moment(newest)
+    return start if seen is not None and seen > started_at else newest
 
 
 def _held(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:

@@ -243,7 +243,9 @@ def _attempt(
             spec.resource.value,
             spec.since,
         )
-    progress = step_progress(summary, meta, started_at, datetime.now(UTC))
+    progress = step_progress(
+        summary, meta, started_at, datetime.now(UTC), lookback_seconds=spec.lookback_seconds
+    )
     _record(state, spec, progress)
     metrics.step_succeeded(
         spec.channel_id, spec.resource.value, summary.as_dict(), {**meta, **progress}

@@ -7,8 +7,10 @@ What this client takes care of, so nothing above it has to:
   401 triggers one fresh login and one more try, and logins are capped (3 per 6 minutes)
   so a wrong password cannot hammer the login endpoint;
 - both list shapes on every list endpoint (a plain array, or ``{count, next, previous,
-  results}``), paging with ``page``/``limit``, and fetching the next page while the caller
-  works on the current one;
+  results}``), paging with ``page``/``limit``, with several pages in flight (a window
+  that adapts like TCP's) handed over in page order;
+- bounds on every answer (bytes, decompressed bytes, a wall-clock deadline) and, if set,
+  on the requests per second a worker process sends to the host;
 - the token only ever goes to the scheme, host and port of the base URL: a ``next`` link
   elsewhere is refused before any request to it, and redirects are never followed;
 - timeouts always set; retries with capped, jittered back-off;
@@ -17,21 +19,30 @@ What this client takes care of, so nothing above it has to:
 How a failure surfaces (every exception is from `publisher.errors`):
 
     connect error, timeout, cut-off body,    retried with back-off  -> AkinonUnavailable
-    429 (Retry-After honoured), any 5xx
+    429 (Retry-After honoured), any 5xx,
+    the request deadline passed
     invalid JSON, undecodable body           retried with back-off  -> AkinonBadResponse
-    JSON that is neither list shape          at once                -> AkinonBadResponse
+    JSON that is neither list shape,         at once                -> AkinonBadResponse
+    an answer past the size bound
     401                                      one fresh login + try  -> AuthError
                                              (at once with a fixed token)
     any 3xx, other 4xx, a foreign `next`,    never retried          -> AkinonProtocolError
-    an unsupported URL scheme
+    an unsupported URL scheme, a TLS
+    certificate that does not verify
+    userinfo in the URL, http:// to a        at construction        -> ConfigError
+    remote host (unless allowed)
+
+A record orjson refuses on a well-formed page (a number past a double's range) is not an
+error: it is rejected alone (`publisher.pages.Unreadable`).
 
 Every 5xx is retried, 500 included: Akinon's own framework does the same, a 500 from a
 Django back office is most often a passing database or worker problem, and the cost is
 bounded by `max_retries`.
 
 Modules: `client` (the client: requests, retries, auth flow, endpoints), `paging` (list
-shapes, `next` links, fetching ahead), `auth` (the process's token cache and login cap),
-`errors` (translation of httpx errors, statuses and bodies).
+shapes, `next` links), `flight` (pages in flight, in order), `window` (how many), `pacing`
+(requests per second per host), `body` (bounded reads), `auth` (the process's token cache
+and login cap), `errors` (translation of httpx errors, statuses and bodies).
 """
 
 from publisher.akinon.auth import DEFAULT_TOKEN_CACHE, TokenCache

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, Final
 
@@ -23,6 +26,14 @@ from publisher.akinon.auth import (
     REFUSED_TOKEN,
     TokenCache,
 )
+from publisher.akinon.body import (
+    ACCEPT_ENCODING,
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_MAX_BYTES,
+    Bounds,
+    TooLarge,
+    read_body,
+)
 from publisher.akinon.errors import (
     Cancelled,
     NotFound,
@@ -34,6 +45,8 @@ from publisher.akinon.errors import (
     gave_up,
     httpx_boundary,
 )
+from publisher.akinon.flight import windowed
+from publisher.akinon.pacing import Pacer, pacer_for
 from publisher.akinon.paging import (
     MAX_RECORDS_PER_SCAN,
     PAGE_CAP_MARGIN,
@@ -41,16 +54,17 @@ from publisher.akinon.paging import (
     Page,
     PageRequest,
     origin,
-    prefetched,
     read_page,
     sequential,
 )
+from publisher.akinon.window import DEFAULT_CAP, Window
 from publisher.backoff import compute_backoff
-from publisher.config import Settings
+from publisher.config import Settings, check_akinon_url
 from publisher.errors import (
     AkinonBadResponse,
     AkinonUnavailable,
     AuthError,
+    ConfigError,
     UnsafeArgument,
 )
 from publisher.pages import RecordPage, decode_page
@@ -84,9 +98,20 @@ class AkinonClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_pages: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_BYTES,
+        request_deadline: float = DEFAULT_DEADLINE_SECONDS,
+        allow_http: bool = False,
+        trust_env: bool = False,
+        ca_bundle: str | None = None,
+        max_in_flight: int = DEFAULT_CAP,
+        max_requests_per_second: float = 0.0,
     ) -> None:
         if token is None and not (username and password):
             raise AuthError("give a token, or a username and a password")
+        try:
+            check_akinon_url(base_url, allow_http=allow_http)
+        except ValueError as refused:
+            raise ConfigError(f"AKINON_URL {refused}".replace("URL AKINON_URL", "URL")) from None
         self.base_url = base_url.rstrip("/")
         with httpx_boundary(Where(None, "base_url")):
             root = httpx.URL(self.base_url)
@@ -103,13 +128,24 @@ class AkinonClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._down = False  # the last request found no connection to the host
+        self._bounds = Bounds(max_response_bytes, request_deadline)
+        self._pacer: Pacer = pacer_for(self._origin, max_requests_per_second)
+        # How many pages in flight: one window for every scan of this client (see `window`).
+        self.window = Window(max_in_flight)
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_TIMEOUT)),
             # A redirect would carry the token wherever it points: never follow one.
             follow_redirects=False,
             transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "akinon-publisher"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": "akinon-publisher",
+            },
+            # Proxy variables would carry the token through whatever proxy they name.
+            trust_env=trust_env,
+            verify=tls_context(ca_bundle),
         )
 
     @classmethod
@@ -125,6 +161,13 @@ class AkinonClient:
             "timeout": settings.akinon_timeout_seconds,
             "max_retries": settings.akinon_max_retries,
             "backoff_cap": settings.akinon_backoff_cap_seconds,
+            "max_response_bytes": settings.akinon_max_response_bytes,
+            "request_deadline": settings.akinon_request_deadline_seconds,
+            "allow_http": settings.akinon_allow_http,
+            "trust_env": settings.akinon_trust_env,
+            "ca_bundle": settings.akinon_ca_bundle,
+            "max_in_flight": settings.akinon_max_in_flight,
+            "max_requests_per_second": settings.akinon_max_requests_per_second,
         }
         options.update(overrides)
         return cls(settings.akinon_url, **options)
@@ -132,6 +175,11 @@ class AkinonClient:
     def __repr__(self) -> str:
         auth = "token" if self._fixed_token is not None else f"login:{self._username}"
         return f"AkinonClient({self._display!r}, auth={auth!r})"
+
+    @property
+    def trusts_env(self) -> bool:
+        """Say whether proxy and certificate variables of the environment are used."""
+        return self._http.trust_env
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -161,10 +209,11 @@ class AkinonClient:
         element of a page is passed through as decoded, a non-object too: validating records
         one by one is the caller's job, so one bad record cannot sink its page.
 
-        With `prefetch`, a helper thread fetches page N+1 while the caller works on page N,
-        whenever the next page is known. Stopping early (``close()``, ``break``, an
-        exception) ends the helper; an error fetching page N+1 is raised when the caller asks
-        for page N+1, never sooner.
+        With `prefetch`, several pages are in flight at once (the client's `window`; see
+        `publisher.akinon.flight`) and are yielded in page order. Stopping early
+        (``close()``, ``break``, an exception) ends the fetch threads; an error fetching
+        page N is raised when the caller asks for page N, never sooner. Without it, each
+        page is fetched when asked for (acknowledging re-reads page 1).
         """
         channel_id = path_id(channel_id, "channel id")
         name = f"{resource.path}/{endpoint.suffix}".rstrip("/")
@@ -180,12 +229,16 @@ class AkinonClient:
 
         decode = partial(decode_page, resource)
 
+        window = self.window
+
         def fetch(request: PageRequest, stop: threading.Event | None) -> Page:
-            return self._fetch_page(Where(channel_id, name, request.page), request, stop, decode)
+            where = Where(channel_id, name, request.page)
+            body = self._call("GET", request.url, where, stop=stop, decode=decode, window=window)
+            return read_page(body, request, where, Host(self._origin, self._display))
 
         scan = Where(channel_id, name)
         if prefetch:
-            return prefetched(fetch, first, cap, scan)
+            return windowed(fetch, first, cap, scan, window)
         return sequential(fetch, first, cap, scan)
 
     def get_price(
@@ -271,18 +324,6 @@ class AkinonClient:
 
         self._call_with(where, None, attempt)
 
-    # ---------------------------------------------------------------------------- paging
-
-    def _fetch_page(
-        self,
-        where: Where,
-        request: PageRequest,
-        stop: threading.Event | None,
-        decode: Callable[[bytes], Any],
-    ) -> Page:
-        body = self._call("GET", request.url, where, stop=stop, decode=decode)
-        return read_page(body, request, where, Host(self._origin, self._display))
-
     # ---------------------------------------------------------------------------- requests
 
     def _call(
@@ -294,25 +335,32 @@ class AkinonClient:
         *,
         stop: threading.Event | None = None,
         decode: Callable[[bytes], Any] = orjson.loads,
+        window: Window | None = None,
     ) -> Any:
         """Send one authenticated request with retries; on a 401 log in afresh once.
 
-        `decode` turns the body into its value (a page decoder for pages).
+        `decode` turns the body into its value (a page decoder for pages); `window`, the
+        scan's, hears of response times and of requests to slow down.
         """
         content = None if payload is None else orjson.dumps(payload)
         return self._call_with(
             where,
             stop,
-            lambda token: self._once(method, url, where, content, token, decode=decode),
+            partial(self._once, method, url, where, content, decode=decode, window=window),
+            window,
         )
 
     def _call_with(
-        self, where: Where, stop: threading.Event | None, attempt: Callable[[str], Any]
+        self,
+        where: Where,
+        stop: threading.Event | None,
+        attempt: Callable[[str], Any],
+        window: Window | None = None,
     ) -> Any:
         """Run `attempt(token)` with retries; on a 401 log in afresh once."""
         token = self._token(where)
         try:
-            return self._retrying(where, stop, partial(attempt, token))
+            return self._retrying(where, stop, partial(attempt, token), window)
         except Refused:
             if self._fixed_token is not None:
                 raise AuthError(
@@ -321,7 +369,7 @@ class AkinonClient:
             self._tokens.discard(self._cache_key, token)
         token = self._token(where)
         try:
-            return self._retrying(where, stop, partial(attempt, token))
+            return self._retrying(where, stop, partial(attempt, token), window)
         except Refused:
             raise AuthError(
                 f"Akinon refused a fresh token of user {self._username!r} (HTTP 401) at {where}; "
@@ -329,7 +377,11 @@ class AkinonClient:
             ) from None
 
     def _retrying(
-        self, where: Where, stop: threading.Event | None, attempt_once: Callable[[], Any]
+        self,
+        where: Where,
+        stop: threading.Event | None,
+        attempt_once: Callable[[], Any],
+        window: Window | None = None,
     ) -> Any:
         """Run attempts until one succeeds; after `max_retries` retries raise what failed."""
         attempt = 0
@@ -341,6 +393,8 @@ class AkinonClient:
             except Retry as retry:
                 if retry.unreachable and (self._down or attempt >= self._max_retries):
                     raise self._unreachable(retry, attempt + 1, where) from retry.__cause__
+                if retry.slow_down and window is not None:
+                    window.congested()
                 if attempt >= self._max_retries:
                     raise gave_up(retry, attempt + 1, where) from retry.__cause__
                 metrics.akinon_retried(retry_cause(retry))
@@ -400,20 +454,36 @@ class AkinonClient:
         refused: frozenset[int] = REFUSED_TOKEN,
         *,
         decode: Callable[[bytes], Any] = orjson.loads,
+        window: Window | None = None,
     ) -> Any:
-        """Make one attempt: send, check the status, decode the JSON body."""
+        """Make one attempt: wait for its turn, send, check the status, decode the body."""
         headers = {} if token is None else {"Authorization": f"Token {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
+        turn = self._pacer.reserve()  # the process's ceiling on requests to this host
+        if turn > 0:
+            self._sleep(turn)
+        started = time.monotonic()
         try:
-            with httpx_boundary(where):
-                response = self._http.request(method, url, headers=headers, content=content)
+            with (
+                httpx_boundary(where),
+                self._http.stream(method, url, headers=headers, content=content) as response,
+            ):
+                try:
+                    body = read_body(response, self._bounds, started)
+                except TooLarge as large:
+                    raise AkinonBadResponse(
+                        f"{large} at {where} (AKINON_MAX_RESPONSE_BYTES); lower "
+                        "AKINON_PAGE_SIZE or raise the bound"
+                    ) from None
         except Retry:
             metrics.akinon_answered("network")
             raise
         metrics.akinon_answered(response.status_code)
-        check_status(response, where, refused, self._backoff_cap)
-        return decode_body(response, decode)
+        if window is not None:
+            window.observe(time.monotonic() - started)
+        check_status(response, body, where, refused, self._backoff_cap)
+        return _stamped(decode_body(response, body, decode), response)
 
     # ---------------------------------------------------------------------------- auth
 
@@ -471,6 +541,39 @@ def path_id(value: object, what: str) -> int:
     if type(value) is int and value > 0:
         return value
     raise UnsafeArgument(f"refusing to build an Akinon request path: {what} {value!r}")
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """Return what httpx verifies certificates with: the system's CAs, or a bundle's."""
+    if ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"AKINON_CA_BUNDLE cannot be read as PEM certificates ({exc})") from None
+
+
+def _stamped(value: Any, response: httpx.Response) -> Any:
+    """Give a decoded page the server's clock (its `Date` header), if it is readable.
+
+    A record dated later than that clock plus a small skew is rejected (`publisher.bounds`):
+    Akinon's clock, not ours, says what the future is.
+    """
+    page = value.get("results") if isinstance(value, dict) else value
+    if isinstance(page, RecordPage):
+        page.served_at = server_clock(response.headers.get("Date"))
+    return value
+
+
+def server_clock(header: str | None) -> datetime | None:
+    """Read an HTTP `Date` header as an aware moment; None if there is none or it is odd."""
+    if not header:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _expect_object(body: Any, where: Where) -> dict[str, Any]:

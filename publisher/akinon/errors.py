@@ -8,6 +8,7 @@ httpx exception: `httpx_boundary` is the only place that does.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,11 +56,18 @@ class Retry(Exception):
         delay: float | None = None,
         bad_body: bool = False,
         unreachable: bool = False,
-    ):
+        status: int | None = None,
+    ) -> None:
         super().__init__(cause)
         self.delay = delay  # the server's Retry-After, when it gave one
         self.bad_body = bad_body
         self.unreachable = unreachable  # no connection could be made: the host is down
+        self.status = status
+
+    @property
+    def slow_down(self) -> bool:
+        """Say whether the server asked us to slow down (429, 503)."""
+        return self.status in RETRY_AFTER_STATUSES
 
 
 class Refused(Exception):
@@ -90,6 +98,12 @@ def httpx_boundary(where: Where) -> Iterator[None]:
 def translate(exc: Exception, where: Where) -> Exception:
     """Map one httpx exception to a retry signal (may pass) or a protocol error (will not)."""
     cause = f"{type(exc).__name__}: {exc}"
+    unverified = _certificate_error(exc)
+    if unverified is not None:
+        return AkinonProtocolError(
+            f"the TLS certificate of Akinon did not verify ({unverified.verify_message}) at "
+            f"{where}; if Akinon uses a private CA, set AKINON_CA_BUNDLE to its PEM file"
+        )
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return Retry(cause, unreachable=True)
     if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.ProxyError):
@@ -102,8 +116,23 @@ def translate(exc: Exception, where: Where) -> Exception:
     return AkinonProtocolError(f"{cause} at {where}")
 
 
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """Find a certificate verification failure behind a connect error (httpx wraps it twice).
+
+    Retrying cannot fix it: it is a configuration matter, not an outage.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def check_status(
-    response: httpx.Response, where: Where, refused: frozenset[int], cap: float
+    response: httpx.Response, body: bytes, where: Where, refused: frozenset[int], cap: float
 ) -> None:
     """Raise the signal or error a non-2xx status calls for."""
     status = response.status_code
@@ -114,7 +143,7 @@ def check_status(
     if status == 429 or status >= 500:
         retry_after = response.headers.get("Retry-After")
         delay = parse_retry_after(retry_after, cap=cap) if status in RETRY_AFTER_STATUSES else None
-        raise Retry(f"HTTP {status}", delay=delay)
+        raise Retry(f"HTTP {status}", delay=delay, status=status)
     if status < 400:
         target = response.headers.get("Location", "?")
         raise AkinonProtocolError(
@@ -122,7 +151,7 @@ def check_status(
         )
     hint = not_found_hint(response.request.url, where) if status == 404 else ""
     kind = NotFound if status == 404 else AkinonProtocolError
-    raise kind(f"HTTP {status} at {where}: {snippet(response)}{hint}")
+    raise kind(f"HTTP {status} at {where}: {snippet(body)}{hint}")
 
 
 def not_found_hint(url: httpx.URL, where: Where) -> str:
@@ -141,11 +170,11 @@ def not_found_hint(url: httpx.URL, where: Where) -> str:
     return f" (check AKINON_URL, now {root}: it must be the server's root)"
 
 
-def decode_body(response: httpx.Response, decode: Callable[[bytes], Any]) -> Any:
+def decode_body(response: httpx.Response, body: bytes, decode: Callable[[bytes], Any]) -> Any:
     if response.status_code == 204:
         return None
     try:
-        return decode(response.content)
+        return decode(body)
     except orjson.JSONDecodeError as exc:
         raise Retry(f"invalid JSON ({exc})", bad_body=True) from None
 
@@ -155,6 +184,6 @@ def gave_up(retry: Retry, attempts: int, where: Where) -> RetryableError:
     return kind(f"gave up after {attempts} attempts at {where}; last cause: {retry}")
 
 
-def snippet(response: httpx.Response) -> str:
-    text = response.content[:SNIPPET_BYTES].decode("utf-8", errors="replace")
+def snippet(body: bytes) -> str:
+    text = body[:SNIPPET_BYTES].decode("utf-8", errors="replace")
     return " ".join(text.split()) or "(empty body)"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
@@ -27,6 +26,8 @@ log = logging.getLogger("publisher.akinon")
 MAX_RECORDS_PER_SCAN: Final = 10_000_000
 PAGE_CAP_MARGIN: Final = 100
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# A page number or size longer than this is not one (and `int()` of 5000 digits raises).
+MAX_PARAM_DIGITS: Final = 18
 
 Origin = tuple[str, str, int]
 
@@ -36,8 +37,6 @@ class PageRequest:
     url: httpx.URL
     page: int
     limit: int
-    # The first record of the page before (plain arrays): notices a server ignoring `page`.
-    previous_first: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +45,10 @@ class Page:
     # The page to ask for next, an error to raise once these records are handed over, or
     # None at the end.
     following: PageRequest | PublisherError | None
+    # A plain array (a server ignoring `page` shows as the same first record again).
+    plain: bool = False
+    # The last page's number, when an envelope's `count` tells it.
+    last_page: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +62,21 @@ class Host:
 def read_page(body: Any, request: PageRequest, where: Where, host: Host) -> Page:
     """Tell a decoded page's shape; return its records and where paging goes next."""
     if isinstance(body, RecordPage):
-        return array_page(body, request, where)
+        return array_page(body, request)
     if isinstance(body, dict) and isinstance(body.get("results"), RecordPage):
-        return Page(body["results"], following(body.get("next"), request, where, host))
+        step = following(body.get("next"), request, where, host)
+        return Page(body["results"], step, last_page=last_page(body.get("count"), step))
     raise AkinonBadResponse(
         f"a page is neither a JSON array nor an object with a `results` array "
         f"(got {type(body).__name__}) at {where}"
     )
+
+
+def last_page(count: Any, step: PageRequest | PublisherError | None) -> int | None:
+    """Return the last page's number from an envelope's `count` (None if it cannot tell)."""
+    if not isinstance(step, PageRequest) or type(count) is not int or count < 0:
+        return None
+    return max(step.page, -(-count // step.limit))
 
 
 def following(
@@ -93,7 +104,7 @@ def following(
     return PageRequest(target, page, int_param(target, "limit", request.limit))
 
 
-def array_page(body: RecordPage, request: PageRequest, where: Where) -> Page:
+def array_page(body: RecordPage, request: PageRequest) -> Page:
     """Decide where a plain-array page leads.
 
     Akinon's own client stops at a plain array. Ours asks for `limit` records, so a full
@@ -101,17 +112,45 @@ def array_page(body: RecordPage, request: PageRequest, where: Where) -> Page:
     stop at a shorter (or empty) one. A longer one means the server ignored `limit`, and so
     most likely `page` too: it is the whole list.
     """
-    # A typed page's row tells its first record from another without decoding it whole (that
-    # would take a second pass over the body, on every page).
-    if request.previous_first is not None and body and body.row(0) == request.previous_first:
+    if not body or len(body) != request.limit:
+        return Page(body, None, plain=True)
+    return Page(body, numbered(request, request.page + 1), plain=True)
+
+
+def numbered(request: PageRequest, page: int) -> PageRequest:
+    """Return the request of another page of the same list: only `page` differs."""
+    return PageRequest(request.url.copy_set_param("page", str(page)), page, request.limit)
+
+
+def same_request(one: PageRequest, other: PageRequest) -> bool:
+    """Say whether two requests ask for the same thing (query parameters in any order)."""
+    if one.url.copy_with(query=None) != other.url.copy_with(query=None):
+        return False
+    return sorted(one.url.params.multi_items()) == sorted(other.url.params.multi_items())
+
+
+class Repeats:
+    """Notice a server that ignores `page`: a plain array starting with the same record again.
+
+    A typed page's row tells its first record from another without decoding it whole (that
+    would take a second pass over the body, on every page).
+    """
+
+    def __init__(self) -> None:
+        self._first: Any = None
+
+    def ended(self, page: Page, where: Where) -> RecordPage | None:
+        """Return the empty, cut-short page that ends the scan if `page` repeats the last."""
+        records = page.records
+        if not page.plain or not records:
+            return None
+        first, self._first = self._first, records.row(0)
+        if first is None or records.row(0) != first:
+            return None
         log.warning("akinon.page_repeated %s: the server seems to ignore `page`; stopping", where)
-        ended = RecordPage.plain(body.resource, [])
+        ended = RecordPage.plain(records.resource, [])
         ended.cut_short = True  # the list's end was never reached
-        return Page(ended, None)
-    if len(body) != request.limit:
-        return Page(body, None)
-    url = request.url.copy_set_param("page", str(request.page + 1))
-    return Page(body, PageRequest(url, request.page + 1, request.limit, body.row(0)))
+        return ended
 
 
 def next_request(
@@ -124,48 +163,27 @@ def next_request(
     return page.following
 
 
+Fetch = Callable[[PageRequest, threading.Event | None], Page]
+
+
 def sequential(
-    fetch: Callable[[PageRequest, threading.Event | None], Page],
-    first: PageRequest,
-    max_pages: int,
-    scan: Where,
+    fetch: Fetch, first: PageRequest, max_pages: int, scan: Where
 ) -> Iterator[RecordPage]:
     """Fetch each page only when the caller asks for it."""
     step: PageRequest | PublisherError | None = first
     count = 0
+    repeats = Repeats()
     while isinstance(step, PageRequest):
         page = fetch(step, None)
         count += 1
+        ended = repeats.ended(page, replace(scan, page=step.page))
+        if ended is not None:
+            yield ended
+            return
         step = next_request(page, count, max_pages, scan)
         yield page.records
     if step is not None:
         raise step
-
-
-def prefetched(
-    fetch: Callable[[PageRequest, threading.Event | None], Page],
-    first: PageRequest,
-    max_pages: int,
-    scan: Where,
-) -> Iterator[RecordPage]:
-    """Yield each page while a helper thread already fetches the one after it."""
-    stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="akinon-prefetch")
-    try:
-        pending: Future[Page] | None = pool.submit(fetch, first, stop)
-        count = 0
-        while pending is not None:
-            page = pending.result()  # re-raises, here, an error of this very page
-            count += 1
-            step = next_request(page, count, max_pages, scan)
-            pending = pool.submit(fetch, step, stop) if isinstance(step, PageRequest) else None
-            yield page.records
-            if step is not None and not isinstance(step, PageRequest):
-                raise step
-    finally:
-        # The caller may stop early (close, break, an exception): end the helper with us.
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def origin(url: httpx.URL) -> Origin:
@@ -173,5 +191,12 @@ def origin(url: httpx.URL) -> Origin:
 
 
 def int_param(url: httpx.URL, name: str, default: int) -> int:
+    """Read a positive integer query parameter; anything else (``²``, 5000 digits, 0) is `default`.
+
+    The number only names the page in errors and logs (the link is followed as written) or
+    sizes the next plain-array page, so an odd one must not stop the scan.
+    """
     value = url.params.get(name, "")
-    return int(value) if value.isdigit() else default
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_PARAM_DIGITS):
+        return default
+    return int(value) or default

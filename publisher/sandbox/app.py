@@ -143,7 +143,7 @@ class SandboxApp:
             return _unauthorised()
         if faults.take("fail_next"):
             return error_response(faults.fail_status, "Injected failure.")
-        if faults.take("rate_limit_next"):
+        if faults.take("rate_limit_next") or faults.over_rate():
             retry = (("Retry-After", str(faults.retry_after)),)
             return error_response(429, "Request was throttled.", retry)
         if faults.roll_error():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -38,6 +39,8 @@ class Faults:
       between its commit and its done.
     - lost_answer_next: apply the next N batch-request PATCHes, then answer them 504 (a
       gateway that timed out after Akinon applied the change).
+    - rate_limit_per_second: answer 429 with `Retry-After` to requests beyond this rate
+      (a bucket refilled at that rate, holding one second's worth); 0: no limit.
     - seed: seeds the generator behind error_rate.
     """
 
@@ -53,11 +56,13 @@ class Faults:
     unauthorized_next: int = 0
     hold_in_commit: bool = False
     lost_answer_next: int = 0
+    rate_limit_per_second: float = 0.0
     seed: int = 0
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
     _rng: random.Random = field(init=False, repr=False, compare=False)
+    _bucket: tuple[float, float] = field(default=(0.0, 0.0), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check()
@@ -66,6 +71,8 @@ class Faults:
     def _check(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
+        if self.rate_limit_per_second < 0:
+            raise ValueError("rate_limit_per_second cannot be negative")
         if self.latency_ms < 0:
             raise ValueError("latency_ms cannot be negative")
         for name in _COUNTERS:
@@ -105,6 +112,21 @@ class Faults:
                 return False
             setattr(self, counter, left - 1)
             return True
+
+    def over_rate(self) -> bool:
+        """Take a unit of the rate limit's bucket; return True when there is none left."""
+        rate = self.rate_limit_per_second
+        if rate <= 0:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            tokens, then = self._bucket
+            tokens = rate if then == 0.0 else min(rate, tokens + (now - then) * rate)
+            if tokens < 1.0:
+                self._bucket = (tokens, now)
+                return True
+            self._bucket = (tokens - 1.0, now)
+            return False
 
     def roll_error(self) -> bool:
         """Return whether this request is one of the `error_rate` share answered in error."""

@@ -33,7 +33,7 @@ def down() -> Iterator[tuple[AkinonClient, Down, list[float]]]:
     host = Down()
     sleeps: list[float] = []
     client = AkinonClient(
-        "http://omni.internal:8000",
+        "https://omni.internal:8000",
         token="t",
         max_retries=5,
         sleep=sleeps.append,
@@ -57,12 +57,12 @@ def test_a_host_that_is_down_costs_one_retry_cycle_then_one_attempt_per_request(
     assert host.attempts == 6 and len(sleeps) == 5
     message = str(first.value)
     assert "\n" not in message
-    assert "Akinon at http://omni.internal:8000 is unreachable" in message
+    assert "Akinon at https://omni.internal:8000 is unreachable" in message
     assert "Connection refused" in message
     for channel_id in (1, 2, 3):
         with pytest.raises(AkinonUnavailable, match="still unreachable") as later:
             _scan(client, channel_id)
-        assert "http://omni.internal:8000" in str(later.value)
+        assert "https://omni.internal:8000" in str(later.value)
     assert host.attempts == 9 and len(sleeps) == 5  # one attempt each, no pause
 
     host.up = True

@@ -78,7 +78,7 @@ def test_without_a_file_the_environment_configures_every_channel(
 ) -> None:
     monkeypatch.delenv("AKINON_CHANNELS_FILE", raising=False)
     settings = load_settings(
-        akinon_url="http://a.example", akinon_token="t", akinon_channels=[3, 4]
+        akinon_url="https://a.example", akinon_token="t", akinon_channels=[3, 4]
     )
     assert settings.targets() == [(c, r) for c in (3, 4) for r in Resource]
     assert step_spec(settings, 3, Resource.PRICE).queries == ((),)
@@ -188,7 +188,7 @@ def test_what_a_channel_leaves_out_comes_from_the_environment(
     monkeypatch.setenv("AKINON_CHANNELS_FILE", str(path))
     monkeypatch.setenv("AKINON_CHANNELS", "1,2")  # the file's channels replace these
     settings = load_settings(
-        akinon_url="http://a.example", akinon_token="t", poll_interval_seconds=45
+        akinon_url="https://a.example", akinon_token="t", poll_interval_seconds=45
     )
     assert settings.channel_ids == settings.akinon_channels == [3, 4]
     assert (settings.interval_for(3), settings.interval_for(4)) == (45, 7)
@@ -214,7 +214,7 @@ def test_a_credential_variable_the_file_names_must_be_set(
     monkeypatch.setenv("AKINON_CHANNELS_FILE", str(path))
     monkeypatch.delenv("SHOP_TOKEN_UNSET", raising=False)
     with pytest.raises(ConfigError, match="names the variable SHOP_TOKEN_UNSET, which is not set"):
-        load_settings(akinon_url="http://a.example")
+        load_settings(akinon_url="https://a.example")
 
 
 def test_a_task_for_a_resource_the_file_leaves_out_is_refused(
