@@ -72,32 +72,30 @@ def test_an_extra_field_nested_too_deep_is_rejected_alone(
     assert "nested" in rejected["data"]["reason"]
 
 
-class _Exploding:
-    """A source whose second page raises an error that is not the service's own."""
+class _BreaksOnPage2:
+    """A source whose second page raises `error` instead of arriving."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, error: Exception) -> None:
         self._source = source
+        self._error = error
 
     def iter_pages(self, *args: Any, **options: Any) -> Iterator[RecordPage]:
         options["prefetch"] = False  # no helper thread left fetching the page after
         with closing(self._source.iter_pages(*args, **options)) as pages:
             for number, page in enumerate(pages):
                 if number == 1:
-                    raise ZeroDivisionError("a bug nobody foresaw")
+                    raise self._error
                 yield page
 
-    def acknowledge(self, *args: Any) -> None:
-        self._source.acknowledge(*args)
-
-    def close(self) -> None:
-        self._source.close()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)  # batches, close: the real source's
 
 
 def test_an_unforeseen_exception_is_the_services_own_error_and_is_recorded(
     sandbox: SandboxServer, make_edges: Callable[..., Edges], channel_id: int, redis_url: str
 ) -> None:
     edges = make_edges(sandbox)
-    edges.source = _Exploding(edges.source)
+    edges.source = _BreaksOnPage2(edges.source, ZeroDivisionError("a bug nobody foresaw"))
     with pytest.raises(PublisherError, match="ZeroDivisionError: a bug nobody foresaw"):
         run_step(StepSpec(channel_id, Resource.STOCK, sandbox.url), edges)
     state = RedisStateStore.from_url(redis_url)
@@ -106,32 +104,11 @@ def test_an_unforeseen_exception_is_the_services_own_error_and_is_recorded(
     assert "ZeroDivisionError: a bug nobody foresaw" in meta["last_error"]
 
 
-class _FailingAfter:
-    """A source whose pages after the first keep failing, as an outage would."""
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-
-    def iter_pages(self, *args: Any, **options: Any) -> Iterator[RecordPage]:
-        options["prefetch"] = False  # no helper thread left fetching the page after
-        with closing(self._source.iter_pages(*args, **options)) as pages:
-            for number, page in enumerate(pages):
-                if number == 1:
-                    raise AkinonUnavailable("page 2 keeps failing")
-                yield page
-
-    def acknowledge(self, *args: Any) -> None:
-        self._source.acknowledge(*args)
-
-    def close(self) -> None:
-        self._source.close()
-
-
 def test_a_page_before_a_failing_one_is_published_once(
     sandbox: SandboxServer, make_edges: Callable[..., Edges], amqp_url: str, channel_id: int
 ) -> None:
     edges = make_edges(sandbox)
-    edges.source = _FailingAfter(edges.source)
+    edges.source = _BreaksOnPage2(edges.source, AkinonUnavailable("page 2 keeps failing"))
     spec = StepSpec(channel_id, Resource.STOCK, sandbox.url)
     with Collector(amqp_url, f"stock.changed.{channel_id}") as events:
         for _ in range(3):
@@ -262,29 +239,18 @@ def test_a_stale_commit_never_moves_a_stored_version_back(
     assert b"55" not in stored.canonical.split(b",")[3]
 
 
-class _TimedOut(_Exploding):
-    """A source during whose second page Celery's soft time limit strikes."""
-
-    def iter_pages(self, *args: Any, **options: Any) -> Iterator[RecordPage]:
-        from celery.exceptions import SoftTimeLimitExceeded
-
-        options["prefetch"] = False
-        with closing(self._source.iter_pages(*args, **options)) as pages:
-            for number, page in enumerate(pages):
-                if number == 1:
-                    raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
-                yield page
-
-
 def test_a_step_past_its_time_limit_fails_recorded_and_releases_its_lock(
     sandbox: SandboxServer, make_edges: Callable[..., Edges], channel_id: int
 ) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from publisher.celery import celery_config
     from publisher.config import load_settings
     from publisher.lock import holder
 
     edges = make_edges(sandbox)
-    edges.source = _TimedOut(edges.source)
+    strikes = SoftTimeLimitExceeded("SoftTimeLimitExceeded()")  # during the second page
+    edges.source = _BreaksOnPage2(edges.source, strikes)
     with pytest.raises(PublisherError, match="SoftTimeLimitExceeded"):
         run_step(StepSpec(channel_id, Resource.STOCK, sandbox.url), edges)
     assert edges.redis is not None
@@ -336,7 +302,7 @@ def test_a_snapshot_never_raises_an_exception_that_is_not_ours(
     from publisher.snapshot import SnapshotSpec
 
     edges = make_edges(sandbox)
-    edges.source = _Exploding(edges.source)
+    edges.source = _BreaksOnPage2(edges.source, ZeroDivisionError("a bug nobody foresaw"))
     spec = SnapshotSpec(channel_id, Resource.STOCK, sandbox.url, "s1", None, Endpoint.LIST)
     with pytest.raises(StepCrashed, match="ZeroDivisionError"):
         run_snapshot(spec, edges)
