@@ -31,12 +31,12 @@ def pool_processes(tmp_path: Path) -> Iterator[Processes]:
     procs.stop()
 
 
-def threads_worker(name: str, concurrency: int) -> list[str]:
+def threads_worker(name: str, concurrency: int, pool: str = "threads") -> list[str]:
     return celery(
         "worker",
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
-        "--pool=threads",
+        f"--pool={pool}",
         f"--hostname={name}@%h",
         "--without-mingle",
         "--without-gossip",
@@ -120,7 +120,9 @@ def _expired(text: str, channel: int, resource: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_steps_beat_sent_that_expire_before_a_worker_starts_them_are_logged_and_counted(
+    pool: str,
     sandbox: SandboxServer,
     pool_processes: Processes,
     channel_id: int,
@@ -137,7 +139,7 @@ def test_steps_beat_sent_that_expire_before_a_worker_starts_them_are_logged_and_
         assert time.monotonic() < deadline, pool_processes.logs()
         time.sleep(0.2)
     time.sleep(2.5)  # the first ones are past their expiry, still in the queue
-    pool_processes.start("worker", threads_worker("late", 2), env)
+    pool_processes.start("worker", threads_worker("late", 2, pool), env)
     deadline = time.monotonic() + 30
     text = ""
     while time.monotonic() < deadline:
@@ -149,4 +151,6 @@ def test_steps_beat_sent_that_expire_before_a_worker_starts_them_are_logged_and_
     assert all(_expired(text, channel_id, r.value) >= 1 for r in Resource), f"{text}\n{logs}"
     assert f"task expired unsent: akinon.sync channel={channel_id} resource=stock" in logs
     # Steps beat sent in time still run.
-    assert "published=30" in logs, logs
+    while "published=30" not in pool_processes.logs():
+        assert time.monotonic() < deadline, pool_processes.logs()
+        time.sleep(0.3)
