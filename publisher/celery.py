@@ -16,15 +16,23 @@ import ipaddress
 import logging
 import os
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import (
+    before_task_publish,
+    celeryd_init,
+    task_revoked,
+    worker_init,
+    worker_process_shutdown,
+)
 
+from publisher import lock
 from publisher.config import Settings, load_settings
 from publisher.errors import ConfigError, RetryableError, UnsafeArgument
 from publisher.health import BEAT_TICK_SECONDS, heartbeat_file, touch
@@ -45,12 +53,16 @@ SYNC_TASK = "akinon.sync"
 SNAPSHOT_TASK = "akinon.snapshot"
 # Seconds between a step's soft time limit and the hard one (the process is killed).
 HARD_LIMIT_MARGIN = 30.0
+# The broker's own TTL for a step beat sent: see `_keep_expiry_visible`.
+EXPIRED_TASK_TTL_SECONDS = 3600.0
 
 app = Celery("publisher")
 log = logging.getLogger(__name__)
 
 _settings: Settings | None = None
 _edges: Edges | None = None
+# A threads pool's first tasks all ask for the edges at once: build them once.
+_edges_lock = threading.Lock()
 
 
 def _exit(message: str) -> NoReturn:
@@ -225,11 +237,61 @@ def _serve_metrics(config: Settings) -> None:
 
 
 def edges() -> Edges:
-    """Return this worker process's edges, connecting on first use."""
+    """Return this worker process's edges, connecting on first use (once, whatever the pool).
+
+    Every thread of a threads pool shares them: the Akinon client and the Redis store are
+    thread-safe, and the publisher keeps an AMQP connection per thread.
+    """
     global _edges  # noqa: PLW0603 - connections live as long as the worker process
     if _edges is None:
-        _edges = build_edges(settings())
+        with _edges_lock:
+            if _edges is None:
+                _edges = build_edges(settings())
     return _edges
+
+
+@celeryd_init.connect
+def _name_lock_owner(sender: str | None = None, **_: Any) -> None:
+    # In the main worker process, before any pool process is forked: the locks a step takes
+    # name this worker's node (`celery@host`, as `status` shows it), not just its host.
+    if sender:
+        lock.name_owner(sender)
+
+
+@before_task_publish.connect
+def _keep_expiry_visible(
+    sender: str | None = None, properties: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """Let a step that expires unsent reach a worker, which discards and counts it.
+
+    Celery sends a task's `expires` twice: in the message, where the worker reads it, and
+    as the AMQP per-message TTL, with which RabbitMQ drops the message without a word.
+    Beat's steps keep the broker's TTL only as a bound for a queue nobody consumes.
+    """
+    if sender == SYNC_TASK and properties and properties.get("expiration") is not None:
+        ttl = float(properties["expiration"])
+        properties["expiration"] = max(ttl, EXPIRED_TASK_TTL_SECONDS)
+
+
+@task_revoked.connect
+def _count_expired(
+    sender: Any = None, request: Any = None, expired: bool = False, **_: Any
+) -> None:
+    """Log and count a task the worker discarded because it expired before it started."""
+    if not expired:
+        return
+    args = tuple(getattr(request, "args", None) or ())
+    channel, resource = (str(a) for a in args[:2]) if _configured(*args[:2]) else ("?", "?")
+    log.warning(
+        "task expired unsent: %s channel=%s resource=%s (no worker started it within its "
+        "expiry; the next one beat sends replaces it)",
+        getattr(sender, "name", sender),
+        channel,
+        resource,
+    )
+    from publisher import metrics  # noqa: PLC0415 - as service does, on first use
+
+    metrics.task_expired(channel, resource)
 
 
 @worker_process_shutdown.connect
@@ -263,21 +325,25 @@ def checked_step(task: str, channel_id: object, resource: object) -> tuple[int, 
     (AKINON_CHANNELS or the channels file), so nothing else reaches a request path, a Redis
     key or a routing key. A refusal is fatal (never retried) and logged.
     """
-    targets = settings().targets()
-    if (
-        type(channel_id) is int
-        and isinstance(resource, str)
-        and resource in Resource.__members__.values()
-        and (channel_id, Resource(resource)) in targets
-    ):
-        return channel_id, Resource(resource)
-    configured = ", ".join(f"{c}/{r.value}" for c, r in targets)
+    if _configured(channel_id, resource):
+        return cast(int, channel_id), Resource(cast(str, resource))
+    configured = ", ".join(f"{c}/{r.value}" for c, r in settings().targets())
     message = (
         f"{task} refused: arguments ({_shown(channel_id)}, {_shown(resource)}) are not a "
         f"configured step ({configured})"
     )
     log.error("%s", message)
     raise UnsafeArgument(message)
+
+
+def _configured(channel_id: object = None, resource: object = None) -> bool:
+    """Say whether (channel_id, resource) are a configured step's arguments."""
+    return (
+        type(channel_id) is int
+        and isinstance(resource, str)
+        and resource in Resource.__members__.values()
+        and (channel_id, Resource(resource)) in settings().targets()
+    )
 
 
 def _shown(value: object, limit: int = 60) -> str:

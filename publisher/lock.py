@@ -1,6 +1,7 @@
 """Make sure one sync step per (channel, resource) runs at a time, across machines.
 
-A Redis key holds the owner's token (host, pid and a random part) with a TTL; a thread
+A Redis key holds the owner's token (the Celery node name inside a worker, else the host;
+the pid; a random part) with a TTL; a thread
 extends the TTL while the step runs, and release deletes the key only if we still own it,
 so a step that outlived its TTL can never delete a lock someone else took since.
 """
@@ -39,9 +40,20 @@ _RELEASE: Final = _script("lock_release.lua")
 _EXTEND: Final = _script("lock_extend.lua")
 
 
+# Who this process is in a lock's token (`status` shows it): the host, until a Celery worker
+# names its node (`celery@host`), so an operator can tell two workers of one host apart.
+_owner = socket.gethostname()
+
+
+def name_owner(name: str) -> None:
+    """Name this process in the tokens of the locks it takes from now on."""
+    global _owner  # noqa: PLW0603 - one name per process, set once at worker start
+    _owner = name
+
+
 def owner_token() -> str:
     """Return a token naming this process, unique per acquisition."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_owner}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class StepLock:

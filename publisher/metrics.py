@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ NAMES: Final = {
     "akinon_retries_total": "Akinon request retries by cause (a status, network, bad_body)",
     "broker_confirm_seconds": "Wait for the broker's confirms of one batch",
     "broker_confirm_failures_total": "Batches the broker did not confirm (nack, timeout, loss)",
+    "tasks_expired_total": "Steps beat sent that expired before a worker started them",
 }
 
 
@@ -83,6 +85,7 @@ class _Metrics:
         self.confirm_failures = Counter(
             _name("broker_confirm_failures"), NAMES["broker_confirm_failures_total"]
         )
+        self.expired = Counter(_name("tasks_expired"), NAMES["tasks_expired_total"], step)
 
 
 def _name(short: str) -> str:
@@ -96,12 +99,16 @@ def _gauge(short: str, labels: list[str], mode: Literal["max", "mostrecent"]) ->
 
 
 _metrics: _Metrics | None = None
+# A threads pool's first steps record at once: a metric registered twice is an error.
+_metrics_lock = threading.Lock()
 
 
 def _get() -> _Metrics:
     global _metrics  # noqa: PLW0603 - one set of metric objects per process
     if _metrics is None:
-        _metrics = _Metrics()
+        with _metrics_lock:
+            if _metrics is None:
+                _metrics = _Metrics()
     return _metrics
 
 
@@ -139,6 +146,11 @@ def step_failed(
 def step_skipped(channel_id: int, resource: str) -> None:
     """Record a step skipped because another one held its lock."""
     _get().lock_skips.labels(str(channel_id), resource).inc()
+
+
+def task_expired(channel: str, resource: str) -> None:
+    """Count one step that expired before a worker started it."""
+    _get().expired.labels(channel, resource).inc()
 
 
 def akinon_answered(status: int | str) -> None:
