@@ -59,6 +59,7 @@ def test_every_metric_the_dashboard_and_the_alerts_query_exists() -> None:
     metrics.step_succeeded(73, "stock", {"seen": 1}, {"newest_seen": "2026-01-01T00:00:00Z"})
     metrics.step_failed(73, "stock", AuthError("no"), False, 0.1)
     metrics.step_skipped(73, "stock")
+    metrics.task_expired("73", "stock")
     metrics.akinon_answered(200)
     metrics.akinon_retried("503")
     with metrics.confirm_wait():
@@ -72,7 +73,7 @@ def test_every_metric_the_dashboard_and_the_alerts_query_exists() -> None:
     ]
     rules = yaml.safe_load((dashboards / "alerts.yml").read_text())
     alerts = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    assert len(alerts) == 5
+    assert len(alerts) == 6
     exprs += alerts
     queried = {name for expr in exprs for name in re.findall(r"akinon_publisher_\w+", expr)}
     assert queried, "the dashboard queries no metric"
