@@ -177,14 +177,21 @@ def _changed(
     return _event(ctx, ctx.kind, ident, str(key), time, data, ctx.exchange, ctx.routing_key)
 
 
-def deletion_event(ctx: EventContext, deletion: Deletion, when: datetime) -> OutgoingEvent:
+def deletion_event(
+    ctx: EventContext, deletion: Deletion, when: datetime, known_until: datetime | None = None
+) -> OutgoingEvent:
     """Build the `stock.deleted` / `price.deleted` event of a record that left its list.
 
     `when` is the moment the deletion is dated: after every version published of the record.
+    `known_until`, the newest `modified_date` committed for the list before this step, tells
+    one life of a record from the next in the id: a record deleted, created again with the
+    same content (its sequences start again at 1) and deleted again gets a new id, while the
+    same deletion published again after a crash keeps its id.
     """
     resource = ctx.resource
     fp = digest(deletion.before)
-    ident = _uuid_text(f"{ctx.id_prefix}deleted|{deletion.key}|{deletion.sequence}|{fp}")
+    life = f"|{known_until.isoformat()}" if known_until is not None else ""
+    ident = _uuid_text(f"{ctx.id_prefix}deleted|{deletion.key}|{deletion.sequence}|{fp}{life}")
     data = {
         "channel_id": ctx.channel_id,
         "key": deletion.key,

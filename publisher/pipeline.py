@@ -400,7 +400,7 @@ def _delete_vanished(
     for start in range(0, len(vanished), DELETE_BATCH):
         batch = vanished[start : start + DELETE_BATCH]
         gone = deletions(batch, state.load(channel_id, resource, batch))
-        _publish_deletions(ctx, state, publisher, gone, when)
+        _publish_deletions(ctx, state, publisher, gone, when, spec.newest_seen)
         summary = replace(
             summary, deleted=summary.deleted + len(gone), published=summary.published + len(gone)
         )
@@ -413,9 +413,11 @@ def _publish_deletions(
     publisher: EventPublisher,
     gone: list[Deletion],
     when: datetime,
+    known_until: datetime | None,
 ) -> None:
     """Publish deletion events, and forget the records only once the broker confirmed."""
-    publisher.confirm(publisher.send([deletion_event(ctx, d, when) for d in gone]))
+    events = [deletion_event(ctx, d, when, known_until) for d in gone]
+    publisher.confirm(publisher.send(events))
     state.forget(ctx.channel_id, ctx.resource, gone)
     for deletion in gone:
         log.info(

@@ -131,3 +131,21 @@ def test_the_watermark_never_moves_back() -> None:
     summary = StepSummary(7, "stock", newest_modified="2026-05-01T10:00:00Z")
     progress = step_progress(summary, {"watermark": "2026-05-01T11:00:00Z"}, NOW, NOW)
     assert progress["watermark"] == "2026-05-01T11:00:00Z"
+
+
+def test_a_record_deleted_twice_in_two_lifetimes_gets_two_deletion_ids() -> None:
+    """Found by the fault suite: deleted, created again with the same content, deleted again."""
+    from publisher.diff import Deletion
+    from publisher.outgoing import EventContext, deletion_event
+
+    ctx = EventContext(7, Resource.STOCK, "https://omni.example/api/v1/channel/7", NOW)
+    from publisher.diff import diff_page
+
+    (created,) = diff_page(as_page(Resource.STOCK, [stock(4)]), {}).changes
+    gone = Deletion(4, 2, created.after)
+    first_life = NOW - timedelta(hours=1)  # the newest date committed before each deletion
+    first = deletion_event(ctx, gone, NOW, known_until=first_life)
+    again = deletion_event(ctx, gone, NOW + timedelta(seconds=5), known_until=first_life)
+    second = deletion_event(ctx, gone, NOW + timedelta(hours=2), known_until=NOW)
+    assert first.id == again.id  # published again after a crash: a duplicate
+    assert second.id != first.id
