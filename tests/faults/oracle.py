@@ -90,7 +90,10 @@ class Oracle:
         # The (modified_date) of the last version applied per record, deletions included.
         self._applied: dict[RecordId, int] = {}
         self._contents: dict[str, tuple[Any, ...]] = {}  # event id -> what it carried
+        self.deletion_ids: list[tuple[RecordId, str]] = []  # every copy, in arrival order
         self.problems = Problems()
+        # The channels of this run: queues see every channel's events, other runs' too.
+        self.channels: set[int] = set()
         self.applied = 0
         self.copies = 0
         self._amqp_url = amqp_url
@@ -131,7 +134,7 @@ class Oracle:
 
     def _apply(self, event: CloudEvent[Any]) -> None:
         data = event.data
-        if not isinstance(data, ChangeData | DeletionData):
+        if not isinstance(data, ChangeData | DeletionData) or data.channel_id not in self.channels:
             return
         resource = _BY_STREAM[str(event.type)]
         record: RecordId = (data.channel_id, resource, data.key)
@@ -157,8 +160,10 @@ class Oracle:
 
     def _check_id(self, body: dict[str, Any]) -> None:
         """Every copy of an event id carries the same record version."""
-        self.copies += 1
         data = body["data"]
+        if data["channel_id"] not in self.channels:
+            return
+        self.copies += 1
         carried = (
             body["type"],
             data["channel_id"],
@@ -167,6 +172,9 @@ class Oracle:
             data["modified_date"] if body["type"].endswith(".changed") else None,
             orjson.dumps(data.get("after") or data.get("before"), option=orjson.OPT_SORT_KEYS),
         )
+        if body["type"].endswith(".deleted"):
+            record = (data["channel_id"], _BY_STREAM[body["type"]], data["key"])
+            self.deletion_ids.append((record, body["id"]))
         first = self._contents.setdefault(body["id"], carried)
         if first != carried:
             self.problems.reused_ids.append(f"id {body['id']} carried {first} and {carried}")

@@ -101,12 +101,15 @@ actions: st.SearchStrategy[Action] = st.one_of(
 
 
 @st.composite
-def sequences(draw: st.DrawFn, costly_share: float) -> Sequence:
-    """Draw a few seeded records and up to six actions, a costly one now and then."""
+def sequences(draw: st.DrawFn, costly_one_in: int) -> Sequence:
+    """Draw a few seeded records and up to six actions, about one in `costly_one_in` costly.
+
+    (Costly is the top value of the draw: Hypothesis shrinks toward 0, so toward cheap.)
+    """
     size = draw(st.integers(1, 4))
     drawn: list[Action] = []
     for _ in range(draw(st.integers(1, 6))):
-        use_costly = draw(st.floats(0.0, 1.0)) < costly_share
+        use_costly = draw(st.integers(1, costly_one_in)) == costly_one_in
         drawn.append(draw(costly if use_costly else actions))
     return Sequence(size, tuple(drawn))
 
@@ -179,6 +182,22 @@ def test_a_delete_after_a_published_but_uncommitted_page_reaches_the_consumer(
     play(world, Sequence(1, (Step(Resource.STOCK, redis=commit_fails), Delete(Resource.STOCK, 0))))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 17 (fault suite finding): a deletion's id is derived from (key, sequence, "
+    "last content); a record deleted, created again with the same content (its sequences "
+    "start again at 1 once it is forgotten) and deleted again gets the first deletion's id, "
+    "so a consumer that deduplicates by id keeps the record",
+)
+def test_two_deletions_of_one_key_carry_two_ids(world: World) -> None:
+    stock = Resource.STOCK
+    again = (Change(stock, 3, 5), Step(stock), Delete(stock, 1), Step(stock))
+    play(world, Sequence(1, again + again))
+    ids = {event_id for record, event_id in world.oracle.deletion_ids if record[2] % 1000 == 104}
+    assert len(ids) == 2
+
+
 def test_a_page_published_but_not_committed_is_published_again_with_the_same_ids(
     world: World,
 ) -> None:
@@ -202,7 +221,7 @@ COMMON = settings(
 @pytest.mark.timeout(900)
 @seed(FAULT_SEED)
 @settings(COMMON, max_examples=SHORT_EXAMPLES)
-@given(sequence=sequences(costly_share=0.03))
+@given(sequence=sequences(costly_one_in=30))
 def test_no_sequence_of_faults_loses_or_reorders_a_record(world: World, sequence: Sequence) -> None:
     play(world, sequence)
 
@@ -211,7 +230,7 @@ def test_no_sequence_of_faults_loses_or_reorders_a_record(world: World, sequence
 @pytest.mark.timeout(0)
 @seed(FAULT_SEED)
 @settings(COMMON, max_examples=LONG_EXAMPLES)
-@given(sequence=sequences(costly_share=0.1))
+@given(sequence=sequences(costly_one_in=10))
 def test_long_profile_no_sequence_loses_or_reorders_a_record(
     world: World, sequence: Sequence
 ) -> None:

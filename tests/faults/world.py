@@ -218,6 +218,7 @@ class World:
         """Play a sequence on a new channel, recover, and return what the oracle found."""
         self.counts.sequences += 1
         self.channel_id = next(self._channel_ids)
+        self.oracle.channels.add(self.channel_id)
         self.resources = sequence.resources
         self.unknowable = {}
         self._state_lost = set()
