@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -45,9 +46,10 @@ from tests.faults.world import (
 pytestmark = pytest.mark.integration
 
 FAULT_SEED = int(os.environ.get("FAULT_SEED") or random.randrange(2**32))
-SHORT_EXAMPLES = int(os.environ.get("FAULT_EXAMPLES") or 200)
+SHORT_EXAMPLES = int(os.environ.get("FAULT_EXAMPLES") or 300)
 LONG_EXAMPLES = int(os.environ.get("FAULT_LONG_EXAMPLES") or 1000)
-FIGURES = os.environ.get("FAULT_FIGURES")  # where the long profile writes its figures (JSON)
+# A directory: the long profile writes its figures there (<mode>.json) after each sequence.
+FIGURES = os.environ.get("FAULT_FIGURES")
 
 # -- strategies --------------------------------------------------------------------------
 
@@ -74,10 +76,8 @@ steps = st.builds(
     redis=st.none() | link_faults(2500) | st.just(LinkFault("cut", on_command="EVALSHA")),
     incremental=st.booleans(),
 )
-records = st.one_of(
-    st.builds(Change, resources, slots, amounts),
-    st.builds(Delete, resources, slots),
-)
+changes = st.builds(Change, resources, slots, amounts)
+records = st.one_of(changes, st.builds(Delete, resources, slots))
 akinon = st.builds(
     AkinonFault,
     st.sampled_from(["5xx", "429", "truncated", "malformed", "flaky"]),
@@ -89,19 +89,16 @@ costly = st.one_of(
     st.builds(Freeze, resources, st.floats(0.0, 0.15), slots, amounts),
     st.just(AkinonFault("timeout")),
 )
-actions: st.SearchStrategy[Action] = st.one_of(
-    records,
-    records,
-    steps,
-    steps,
-    akinon,
-    st.builds(TwoSteps, resources),
-    st.builds(LoseState, resources),
-)
+others = (steps, steps, akinon, st.builds(TwoSteps, resources), st.builds(LoseState, resources))
+actions: st.SearchStrategy[Action] = st.one_of(records, records, *others)
+# A work queue (acknowledging mode) never says a record was deleted: no deletes there.
+no_deletes: st.SearchStrategy[Action] = st.one_of(changes, changes, *others)
 
 
 @st.composite
-def sequences(draw: st.DrawFn, costly_one_in: int) -> Sequence:
+def sequences(
+    draw: st.DrawFn, costly_one_in: int, cheap: st.SearchStrategy[Action] = actions
+) -> Sequence:
     """Draw a few seeded records and up to six actions, about one in `costly_one_in` costly.
 
     (Costly is the top value of the draw: Hypothesis shrinks toward 0, so toward cheap.)
@@ -110,7 +107,7 @@ def sequences(draw: st.DrawFn, costly_one_in: int) -> Sequence:
     drawn: list[Action] = []
     for _ in range(draw(st.integers(1, 6))):
         use_costly = draw(st.integers(1, costly_one_in)) == costly_one_in
-        drawn.append(draw(costly if use_costly else actions))
+        drawn.append(draw(costly if use_costly else cheap))
     return Sequence(size, tuple(drawn))
 
 
@@ -218,12 +215,45 @@ COMMON = settings(
 )
 
 
+@pytest.fixture
+def acknowledging(world: World) -> World:
+    """The world, its steps draining the work queue (inserts_or_updates) and acknowledging."""
+    world.acknowledge = True
+    return world
+
+
+def play_counted(world: World, sequence: Sequence, mode: str) -> None:
+    """Play a sequence of a long run; write the run's figures so far (`FAULT_FIGURES`)."""
+    world.started = getattr(world, "started", None) or time.monotonic()  # type: ignore[attr-defined]
+    play(world, sequence)
+    if FIGURES:
+        figures = {
+            "mode": mode,
+            "seed": FAULT_SEED,
+            "duration_seconds": round(time.monotonic() - world.started, 1),  # type: ignore[attr-defined]
+            **world.counts.__dict__,
+        }
+        path = Path(FIGURES) / f"{mode}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+
+
 @pytest.mark.timeout(900)
 @seed(FAULT_SEED)
 @settings(COMMON, max_examples=SHORT_EXAMPLES)
 @given(sequence=sequences(costly_one_in=30))
 def test_no_sequence_of_faults_loses_or_reorders_a_record(world: World, sequence: Sequence) -> None:
     play(world, sequence)
+
+
+@pytest.mark.timeout(900)
+@seed(FAULT_SEED)
+@settings(COMMON, max_examples=SHORT_EXAMPLES // 4)
+@given(sequence=sequences(costly_one_in=30, cheap=no_deletes))
+def test_acknowledging_no_sequence_of_faults_loses_or_reorders_a_record(
+    acknowledging: World, sequence: Sequence
+) -> None:
+    play(acknowledging, sequence)
 
 
 @pytest.mark.faults_long
@@ -234,14 +264,15 @@ def test_no_sequence_of_faults_loses_or_reorders_a_record(world: World, sequence
 def test_long_profile_no_sequence_loses_or_reorders_a_record(
     world: World, sequence: Sequence
 ) -> None:
-    started = getattr(world, "started", None) or time.monotonic()
-    world.started = started  # type: ignore[attr-defined]
-    play(world, sequence)
-    if FIGURES:
-        figures = {
-            "seed": FAULT_SEED,
-            "duration_seconds": round(time.monotonic() - started, 1),
-            **world.counts.__dict__,
-        }
-        with open(FIGURES, "wb") as out:
-            out.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    play_counted(world, sequence, "read-only")
+
+
+@pytest.mark.faults_long
+@pytest.mark.timeout(0)
+@seed(FAULT_SEED)
+@settings(COMMON, max_examples=LONG_EXAMPLES)
+@given(sequence=sequences(costly_one_in=10, cheap=no_deletes))
+def test_long_profile_acknowledging_no_sequence_loses_or_reorders_a_record(
+    acknowledging: World, sequence: Sequence
+) -> None:
+    play_counted(acknowledging, sequence, "acknowledging")

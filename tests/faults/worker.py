@@ -16,7 +16,7 @@ import orjson
 from publisher import service
 from publisher.errors import PublisherError
 from publisher.pipeline import StepSpec
-from publisher.records import Resource
+from publisher.records import Endpoint, Resource
 from tests.faults.edges import akinon, build, short_locks
 
 
@@ -24,11 +24,13 @@ def run(command: dict[str, Any]) -> dict[str, Any]:
     """Run the step a command describes; return its summary or its error."""
     client = akinon(command["akinon"], quick=False)
     edges = build(client, command["redis"], command["amqp"], quick=False)
+    acknowledge = bool(command.get("acknowledge"))
     spec = StepSpec(
         command["channel_id"],
         Resource(command["resource"]),
         command["akinon"],
-        lookback_seconds=command.get("lookback_seconds"),
+        endpoint=Endpoint.INSERTS_OR_UPDATES if acknowledge else Endpoint.LIST,
+        acknowledge=acknowledge,
     )
     try:
         with short_locks(command["lock_ttl"]):

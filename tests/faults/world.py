@@ -20,7 +20,7 @@ from typing import Literal
 from publisher import service, topology
 from publisher.errors import PublisherError
 from publisher.pipeline import StepSpec, StepSummary
-from publisher.records import Resource
+from publisher.records import Endpoint, Resource
 from publisher.redis_client import RedisClient
 from publisher.sandbox import SandboxServer
 from publisher.sandbox.faults import Faults
@@ -200,6 +200,8 @@ class World:
         self._state_lost: set[Resource] = set()
         # Tolerate (and count) the deletes no step can find (`Unknowable`), or fail on them.
         self.tolerate_unknowable = True
+        # Drain the work queue (inserts_or_updates), acknowledging, instead of reading lists.
+        self.acknowledge = False
         self._quick_client = edge.akinon(sandbox.url, quick=True)
         self.healthy = edge.build(
             edge.akinon(sandbox.url, quick=False), redis_url, amqp_url, quick=False
@@ -311,6 +313,14 @@ class World:
     # -- steps -------------------------------------------------------------------------------
 
     def _spec(self, resource: Resource, *, incremental: bool = False) -> StepSpec:
+        if self.acknowledge:
+            return StepSpec(
+                self.channel_id,
+                resource,
+                self.sandbox.url,
+                endpoint=Endpoint.INSERTS_OR_UPDATES,
+                acknowledge=True,
+            )
         return StepSpec(
             self.channel_id,
             resource,
@@ -371,6 +381,7 @@ class World:
             "channel_id": self.channel_id,
             "resource": resource.value,
             "lock_ttl": LOCK_TTL,
+            "acknowledge": self.acknowledge,
         }
 
     def _finish(self, process: StepProcess, timeout: float = 30.0) -> None:
