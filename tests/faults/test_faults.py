@@ -5,8 +5,9 @@ sandbox, through the real pipeline, Redis and RabbitMQ. After the publisher reco
 oracle (a consumer built on the consumer kit) must hold exactly the sandbox's records:
 nothing lost, nothing applied out of order, every copy of an event id the same content.
 
-The short profile runs with the other tests; the long one (`-m faults_long`) runs 1,000
-sequences and writes its figures. `FAULT_SEED=<n>` repeats a run's generation; Hypothesis
+Sequences run read-only (the list, deletes found by complete scans) and, without deletes,
+acknowledging (the work queue). The short profile runs with the other tests; the long one
+(`-m faults_long`) runs 1,000 sequences per mode and writes its figures. `FAULT_SEED=<n>` repeats a run's generation; Hypothesis
 prints the shrunk failing sequence (and a `@reproduce_failure` blob).
 """
 
