@@ -7,8 +7,9 @@ nothing lost, nothing applied out of order, every copy of an event id the same c
 
 Sequences run read-only (the list, deletes found by complete scans) and, without deletes,
 acknowledging (the work queue). The short profile runs with the other tests; the long one
-(`-m faults_long`) runs 1,000 sequences per mode and writes its figures. `FAULT_SEED=<n>` repeats a run's generation; Hypothesis
-prints the shrunk failing sequence (and a `@reproduce_failure` blob).
+(`-m faults_long`) runs 1,000 sequences per mode and writes its figures. `FAULT_SEED=<n>`
+repeats a run's generation; Hypothesis prints the shrunk failing sequence (and a
+`@reproduce_failure` blob).
 """
 
 from __future__ import annotations
