@@ -113,8 +113,9 @@ class Processes:
         return StepProcess(self.log)
 
     def close(self) -> None:
-        """End the spare."""
+        """End the spare; delete the processes' log (their stderr, kept while they run)."""
         if self._spare is not None:
             self._spare.close()
             self._spare = None
         self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
