@@ -5,14 +5,15 @@ plain values with orjson: a model per event would cost more than the rest of the
 A test holds the two to the same shape. Every event goes through one envelope (`_event`).
 
 The `id` of a change event is derived from (channel, resource, record key, sequence,
-content digest): a re-publish after a crash carries the same id, and a record that goes
-A -> B -> A still gets a new id for its second A (the sequence differs).
+content digest, `modified_date`): a re-publish after a crash carries the same id, and a
+record that goes A -> B -> A still gets a new id for its second A (the sequence differs),
+even after the publisher lost its state and counts from 1 again (the date differs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ from publisher.records import CONTENT_FIELDS, Resource
 
 _BODY_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 PERSISTENT: Final = 2
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +114,11 @@ def _uuid_text(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def change_event_id(
-    channel_id: int, resource: Resource, key: int, sequence: int, canonical: bytes
-) -> str:
-    """Return the id of the change event that published a stored version (see `_changed`)."""
-    return _uuid_text(f"{channel_id}|{resource.value}|{key}|{sequence}|{digest(canonical)}")
+def _microseconds(moment: datetime) -> int:
+    """Return a moment as whole microseconds since the epoch (a naive one is UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def changed_fields(
@@ -159,8 +162,8 @@ def _changed(
 ) -> OutgoingEvent:
     """Write a change event: every `*.changed` document comes through here."""
     fp = digest(form)
-    # (channel, resource, key, sequence, digest), the step's shared part formatted once.
-    ident = _uuid_text(f"{ctx.id_prefix}{key}|{sequence}|{fp}")
+    # (channel, resource, key, sequence, digest, date), the step's shared part formatted once.
+    ident = _uuid_text(f"{ctx.id_prefix}{key}|{sequence}|{fp}|{_microseconds(time)}")
     data = {
         "channel_id": ctx.channel_id,
         "key": key,

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 class TcpProxy:
     """Forward 127.0.0.1:<port> to a real server until `cut()` drops every connection.
 
+    `cut_on` cuts when the client sends given bytes (a command's name: the moment it is sent).
     `stall()` turns it into a black hole instead: connections stay open (and new ones are
     accepted) but nothing is read or forwarded any more, as when packets to a server are
     dropped. Stalled from the start, it is a server that accepts TCP and never answers.
@@ -23,12 +24,14 @@ class TcpProxy:
         *,
         cut_after_bytes: int | None = None,
         stall_after_bytes: int | None = None,
+        cut_on: bytes | None = None,
     ) -> None:
         self._target = ("127.0.0.1", target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._cut_after = cut_after_bytes
         self._stall_after = stall_after_bytes
+        self._cut_on = cut_on
         self._forwarded = 0
         self._stop = threading.Event()
         self._stalled = threading.Event()
@@ -60,9 +63,10 @@ class TcpProxy:
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         selector = selectors.DefaultSelector()
-        selector.register(client, selectors.EVENT_READ, server)
-        selector.register(server, selectors.EVENT_READ, client)
         try:
+            # A cut() racing this thread's start may have closed both sockets already.
+            selector.register(client, selectors.EVENT_READ, server)
+            selector.register(server, selectors.EVENT_READ, client)
             while not self._stop.is_set():
                 if self._stalled.is_set():
                     self._stop.wait(0.2)  # leave the bytes in the kernel's buffers
@@ -71,18 +75,25 @@ class TcpProxy:
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return
-                    if key.fileobj is client and self._over_budget(len(data)):
+                    if key.fileobj is client and self._over_budget(data):
                         return
                     if not self._stalled.is_set():
                         key.data.sendall(data)
-        except OSError:
+        except (OSError, ValueError):
             return
         finally:
             selector.close()
 
-    def _over_budget(self, size: int) -> bool:
-        """Count bytes from the client; cut or stall once a budget is spent (True: stop)."""
-        self._forwarded += size
+    def _over_budget(self, data: bytes) -> bool:
+        """Count bytes from the client; cut or stall once a budget is spent (True: stop).
+
+        `cut_on` cuts (and drops the bytes) as soon as the client sends those bytes, say a
+        Redis command's name, so a connection can die exactly at one step of a protocol.
+        """
+        if self._cut_on is not None and self._cut_on in data:
+            self.cut()
+            return True
+        self._forwarded += len(data)
         if self._cut_after is not None and self._forwarded > self._cut_after:
             self.cut()
             return True

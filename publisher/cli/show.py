@@ -38,7 +38,6 @@ def _served(client: AkinonClient, channel_id: int, resource: Resource, key: int)
 def _published(settings: Settings, channel_id: int, resource: Resource, key: int) -> dict[str, Any]:
     """Return what the state store holds for the record: its last published version."""
     from publisher.fingerprint import content_of, digest
-    from publisher.outgoing import change_event_id
     from publisher.state import RedisStateStore
 
     store = RedisStateStore.from_url(settings.redis_url)
@@ -52,9 +51,6 @@ def _published(settings: Settings, channel_id: int, resource: Resource, key: int
     return {
         "state": "published",
         "sequence": stored.sequence,
-        "last_event_id": change_event_id(
-            channel_id, resource, key, stored.sequence, stored.canonical
-        ),
         "fingerprint": digest(stored.canonical),
         "content": content_of(resource, stored.canonical),
         "last_rejected_digest": rejected,
@@ -70,10 +66,7 @@ def _lines(payload: dict[str, Any]) -> list[str]:
     published = payload["published"]
     lines.append(f"published: {published['state']}")
     if published["state"] == "published":
-        lines.append(
-            f"  sequence={published['sequence']} last_event_id={published['last_event_id']} "
-            f"fingerprint={published['fingerprint']}"
-        )
+        lines.append(f"  sequence={published['sequence']} fingerprint={published['fingerprint']}")
         lines.append(f"  content: {orjson.dumps(published['content']).decode()}")
     if published["last_rejected_digest"]:
         lines.append(f"  last rejected content digest: {published['last_rejected_digest']}")

@@ -151,6 +151,9 @@ class SandboxApp:
         return None
 
     def _maybe_truncate(self, response: Response) -> Response:
+        if self.faults.take("garble_next"):
+            half = response.body[: len(response.body) // 2]
+            return Response(response.status, half, response.content_type)
         if not self.faults.take("truncate_next"):
             return response
         return Response(response.status, response.body, response.content_type, truncate=True)

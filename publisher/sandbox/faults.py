@@ -17,6 +17,7 @@ _COUNTERS: Final = (
     "fail_next",
     "rate_limit_next",
     "truncate_next",
+    "garble_next",
     "unauthorized_next",
     "lost_answer_next",
 )
@@ -32,6 +33,8 @@ class Faults:
     - rate_limit_next, retry_after: answer the next N requests 429 with `Retry-After`.
     - truncate_next: send the next N list responses cut short (Content-Length promises more
       than is sent) and close the connection.
+    - garble_next: answer the next N list requests 200 with a whole body that is not JSON
+      (the first half of the page), as a broken gateway or cache may.
     - foreign_next: while true, paginated `next` links point at a foreign host.
     - unauthorized_next: answer the next N token-carrying requests 401 even with a good token.
     - hold_in_commit: while true, a PATCH that would move a batch request out of `commit` is
@@ -52,6 +55,7 @@ class Faults:
     rate_limit_next: int = 0
     retry_after: int = 1
     truncate_next: int = 0
+    garble_next: int = 0
     foreign_next: bool = False
     unauthorized_next: int = 0
     hold_in_commit: bool = False

@@ -199,11 +199,11 @@ def test_show_prints_akinon_s_record_beside_what_was_last_published(
         assert shown["akinon"]["retrieve_detailed"] == served
     published = shown["published"]
     assert published["sequence"] == event["data"]["sequence"] == 1
-    assert published["last_event_id"] == event["id"]
+    assert published["fingerprint"] == event["data"]["fingerprint"]
     assert published["content"] == event["data"]["after"]
     text = runner.invoke(main, args[:-1])
     assert text.exit_code == 0, text.output
-    assert f"last_event_id={event['id']}" in text.output
+    assert f"fingerprint={event['data']['fingerprint']}" in text.output
 
     missing = runner.invoke(main, ["show", resource.value, "1", "--channel", "999999"])
     assert missing.exit_code == 2

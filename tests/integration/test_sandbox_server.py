@@ -408,6 +408,17 @@ def test_truncated_list_breaks_mid_body_then_recovers(client: httpx.Client) -> N
     assert client.get(STOCKS, params={"limit": 25}).json()["count"] == 25
 
 
+def test_garbled_list_is_a_whole_answer_that_is_not_json_then_recovers(
+    client: httpx.Client,
+) -> None:
+    client.put("/_control/faults", json={"garble_next": 1})
+    garbled = client.get(STOCKS, params={"limit": 25})
+    assert garbled.status_code == 200
+    with pytest.raises(ValueError):
+        garbled.json()
+    assert client.get(STOCKS, params={"limit": 25}).json()["count"] == 25
+
+
 def test_foreign_next_points_away_from_the_request_host(client: httpx.Client) -> None:
     client.patch("/_control/faults", json={"foreign_next": True})
     body = client.get(STOCKS).json()

@@ -53,6 +53,16 @@ def test_event_id_is_the_same_on_republish_and_new_for_a_return_to_old_content()
     assert len(ids) == 3
 
 
+def test_event_id_is_new_for_the_same_sequence_and_content_at_another_date() -> None:
+    # After the state is lost sequences start again at 1: a record that returns to content
+    # it had at sequence 1 must not get that old event's id (consumers deduplicate by id).
+    (first,) = diff_page(as_page(Resource.STOCK, [stock(1, stock=1)]), {}).changes
+    later = stock(1, stock=1, modified_date="2025-12-02T09:00:00.000001Z")
+    (again,) = diff_page(as_page(Resource.STOCK, [later]), {}).changes
+    assert (first.sequence, first.after) == (again.sequence, again.after)
+    assert change_event(CTX, first).id != change_event(CTX, again).id
+
+
 def test_price_event_carries_decimal_strings() -> None:
     ctx = EventContext(5, Resource.PRICE, CTX.source, CTX.observed_at)
     (change,) = diff_page(as_page(Resource.PRICE, [price(1, price="645670668.11")]), {}).changes
