@@ -16,7 +16,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import orjson
 
 from publisher.consumer import follow
-from publisher.events import CHANGED_TYPE
+from publisher.events import CHANGED_TYPE, DELETED_TYPE
+from publisher.records import Resource
 
 # What a terminal may act on: C0 and C1 controls (newline, escape ...), DEL, the Unicode line
 # and paragraph separators and the bidirectional controls that reorder what is shown. The
@@ -85,8 +86,10 @@ def _get(data: dict[str, Any], name: str) -> str:
 
 def _changes(kind: object, data: dict[str, Any]) -> str:
     before, after = _mapping(data.get("before")), _mapping(data.get("after"))
-    if data.get("operation") == "created":
-        return ", ".join(f"{f}={shown(after.get(f))}" for f in _headline(kind))
+    operation = data.get("operation")
+    if operation in ("created", "snapshot", "deleted"):  # one whole version: its headline
+        whole = before if operation == "deleted" else after
+        return ", ".join(f"{f}={shown(whole.get(f))}" for f in _headline(kind))
     fields = data.get("changed_fields")
     names = [f for f in fields[:3] if isinstance(f, str)] if isinstance(fields, list) else []
     return ", ".join(f"{shown(f)} {shown(before.get(f))}->{shown(after.get(f))}" for f in names)
@@ -97,8 +100,8 @@ def _mapping(value: object) -> dict[str, Any]:
 
 
 def _headline(kind: object) -> tuple[str, ...]:
-    for resource, changed in CHANGED_TYPE.items():
-        if changed == kind:
+    for resource in Resource:
+        if kind in (CHANGED_TYPE[resource], DELETED_TYPE[resource]):
             return resource.spec.headline
     return ()
 

@@ -118,3 +118,15 @@ def test_json_line_is_the_event_as_compact_json_on_one_line() -> None:
     line = json_line(body)
     assert "\n" not in line
     assert orjson.loads(line) == orjson.loads(body)
+
+
+def test_a_snapshot_reads_like_a_creation_and_a_deletion_shows_what_went() -> None:
+    snap = event_line(_price_event(operation="snapshot"))
+    assert snap.endswith("key=7 snapshot seq=1 price=1.00, currency_type=TRY")
+    gone = _price_event(
+        operation="deleted", sequence=2, before={"price": "1.00", "currency_type": "TRY"}
+    )
+    gone = gone.replace(b'"price.changed"', b'"price.deleted"').replace(
+        b'"after":{"price":"1.00","currency_type":"TRY"}', b'"after":null'
+    )
+    assert event_line(gone).endswith("key=7 deleted seq=2 price=1.00, currency_type=TRY")
