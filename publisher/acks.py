@@ -23,16 +23,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 import orjson
 
 from publisher.diff import PageDiff
 from publisher.pages import RecordPage
+from publisher.ports import Ack, ChangeSource, StateStore
 from publisher.records import Resource
-
-if TYPE_CHECKING:
-    from publisher.ports import ChangeSource, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +44,6 @@ DONE: Final = "done"
 FAIL: Final = "fail"
 # Statuses a batch is left in after its commit, until someone marks it done or failed.
 COMMITTED: Final = frozenset({COMMIT, "sent_to_remote", "ongoing"})
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """One record version a batch acknowledges; a rejected record carries a reason."""
-
-    key: int
-    version_date: str
-    failed_reason_type: str | None = None
-
-    def to_json(self, resource: Resource) -> dict[str, Any]:
-        """Return the object as a batch-request PATCH carries it."""
-        body: dict[str, Any] = {
-            "pk": self.key,
-            "version_date": self.version_date,
-            "content_type": resource.content_type,
-        }
-        if self.failed_reason_type is not None:
-            body["failed_reason_type"] = self.failed_reason_type
-        return body
 
 
 def acks_of(records: RecordPage, diff: PageDiff) -> list[Ack]:

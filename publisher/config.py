@@ -8,6 +8,10 @@ same way: a variable in the environment wins over the same line in `.env` (in th
 directory), which wins over the default; an empty value counts as unset. Commands that need
 only part of the configuration (`tail`, `sandbox`) read their part the same way, so a
 missing Akinon setting never stops them.
+
+Its length (about 470 lines) is the settings table itself: every setting with its type,
+bound and description in one class, which `.env.example` and the README follow. The
+per-channel file is parsed in `publisher.channels`.
 """
 
 from __future__ import annotations

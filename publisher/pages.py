@@ -35,6 +35,9 @@ that are not valid JSON text (not UTF-8, a raw control character) do not refuse 
 page, as orjson does. Such a record raises `AkinonBadResponse`, naming it, only when it
 has to be decoded in full (it is rejected, or acknowledged); that fails the step, as the
 whole page's bad body always did. Otherwise, changed or not, it passes.
+
+Its length (a little over 400 lines) is the one page type and both ways of building it,
+kept together because they must agree byte for byte.
 """
 
 from __future__ import annotations

@@ -5,19 +5,40 @@
     EventPublisher  where events go, confirmed: RabbitMQ through kombu (`publisher.publish`)
 
 The pipeline imports these Protocols, never the edges, so importing it loads no httpx,
-redis, kombu or lz4; the edges satisfy them structurally.
+redis, kombu or lz4; the edges satisfy them structurally. The values that cross a port and
+belong to no other module (`Ack`) are defined here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from publisher.acks import Ack
 from publisher.diff import Change, Deletion, Rejection, StoredPage
 from publisher.outgoing import OutgoingEvent
 from publisher.pages import RecordPage
 from publisher.records import Endpoint, Resource
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One record version a batch acknowledges; a rejected record carries a reason."""
+
+    key: int
+    version_date: str
+    failed_reason_type: str | None = None
+
+    def to_json(self, resource: Resource) -> dict[str, Any]:
+        """Return the object as a batch-request PATCH carries it."""
+        body: dict[str, Any] = {
+            "pk": self.key,
+            "version_date": self.version_date,
+            "content_type": resource.content_type,
+        }
+        if self.failed_reason_type is not None:
+            body["failed_reason_type"] = self.failed_reason_type
+        return body
 
 
 class ChangeSource(Protocol):

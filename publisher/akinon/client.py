@@ -1,4 +1,12 @@
-"""POLL edge: a synchronous client of Akinon's sales-channel API, over httpx."""
+"""POLL edge: a synchronous client of Akinon's sales-channel API, over httpx.
+
+Longer than the package's other modules (about 600 lines) for a reason: it is the one
+place that turns Akinon's endpoints (pages, price retrieves, batch requests) into calls
+with one retry loop, one login-once-on-401 rule and one bounded body read. The parts that
+stand alone live beside it: paging and its shapes (`paging`), pages in flight (`flight`,
+`window`), pacing (`pacing`), bounded bodies (`body`), tokens (`auth`), error translation
+(`errors`).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +26,6 @@ import httpx
 import orjson
 
 from publisher import metrics
-from publisher.acks import Ack
 from publisher.akinon.auth import (
     DEFAULT_TOKEN_CACHE,
     LOGIN_PATH,
@@ -68,6 +75,7 @@ from publisher.errors import (
     UnsafeArgument,
 )
 from publisher.pages import RecordPage, decode_page
+from publisher.ports import Ack
 from publisher.records import Endpoint, Resource
 
 log = logging.getLogger("publisher.akinon")

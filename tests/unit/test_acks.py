@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from publisher.acks import Ack, decode_journal, encode_journal, recover
+from publisher.acks import decode_journal, encode_journal, recover
+from publisher.ports import Ack
 from publisher.records import Resource
 from publisher.state import MemoryStateStore
 

@@ -8,10 +8,10 @@ import httpx
 import orjson
 import pytest
 
-from publisher.acks import Ack
 from publisher.akinon import AkinonClient
 from publisher.akinon.auth import TokenCache
 from publisher.errors import AkinonProtocolError
+from publisher.ports import Ack
 from publisher.records import Resource
 
 URL = "/api/v1/channel/5/batch_requests/9/"
