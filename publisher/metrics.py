@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -205,7 +206,6 @@ def serve(address: str, port: int, directory: Path) -> Path:
     os.environ[MULTIPROC_VARIABLE] = str(own)
     from prometheus_client import (  # noqa: PLC0415 - see module
         CollectorRegistry,
-        multiprocess,
         start_http_server,
         values,
     )
@@ -214,9 +214,50 @@ def serve(address: str, port: int, directory: Path) -> Path:
     # would live in process memory, invisible to the scrape: choose again.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(own))  # type: ignore[no-untyped-call]
+    registry.register(TolerantCollector(str(own)))
     start_http_server(port, addr=address, registry=registry)
     return own
+
+
+class TolerantCollector:
+    """Merge the metrics files of every process, as prometheus_client's multiprocess
+    collector does, but never fail a scrape on a file caught mid-creation.
+
+    A pool process creates its file empty and sizes it only afterwards (client_python issue
+    #1199), and a file can vanish between listing and reading it: a scrape in that moment
+    would fail whole, so the port would answer 500. Files too short to hold a header are
+    skipped, and a read that fails is tried again; the next scrape sees them complete.
+    """
+
+    HEADER_BYTES: Final = 8
+    ATTEMPTS: Final = 3
+
+    def __init__(self, path: str) -> None:
+        from prometheus_client import multiprocess  # noqa: PLC0415 - see module
+
+        self._path = Path(path)
+        self._merge = multiprocess.MultiProcessCollector.merge
+
+    def collect(self) -> Any:
+        """Return the merged metrics of every readable process file."""
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return self._merge(self._files(), accumulate=True)  # type: ignore[no-untyped-call]
+            except (struct.error, RuntimeError, OSError):
+                if attempt + 1 == self.ATTEMPTS:
+                    raise
+                time.sleep(0.05)
+        return []
+
+    def _files(self) -> list[str]:
+        found = []
+        for path in self._path.glob("*.db"):
+            try:
+                if path.stat().st_size >= self.HEADER_BYTES:
+                    found.append(str(path))
+            except FileNotFoundError:
+                continue  # a dead process's file, removed as we listed it
+        return found
 
 
 def _remove_dead(directory: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import REGISTRY
 
 from publisher import metrics
@@ -81,3 +83,20 @@ def test_every_metric_the_dashboard_and_the_alerts_query_exists() -> None:
     documented = {metrics.PREFIX + name for name in metrics.NAMES}
     bases = {re.sub(r"_(bucket|count|sum)$", "", name) for name in queried}
     assert bases <= documented, bases - documented
+
+
+def test_a_scrape_survives_a_pool_process_creating_its_file(tmp_path: Path) -> None:
+    """prometheus_client creates a process's file empty and sizes it afterwards (its issue
+    #1199): a scrape in that moment failed whole, and the metrics port answered 500."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    written = MmapedDict(str(tmp_path / "counter_101.db"))
+    name = "akinon_publisher_lock_skips"
+    written.write_value(mmap_key(name, name + "_total", ["channel"], ["5"], "skips"), 3.0, 0)
+    written.close()
+    (tmp_path / "counter_102.db").touch()  # a pool process between creating and sizing it
+    registry = CollectorRegistry()
+    registry.register(metrics.TolerantCollector(str(tmp_path)))
+    text = generate_latest(registry).decode()
+    assert 'akinon_publisher_lock_skips_total{channel="5"} 3.0' in text
