@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +18,7 @@ from publisher.sandbox import SandboxServer
 from publisher.service import Edges
 from publisher.state import RedisStateStore
 from tests.conftest import SANDBOX_TOKEN
+from tests.integration.services import Processes
 
 EdgesFactory = Callable[..., Edges]
 
@@ -87,3 +89,11 @@ def make_erp(pg_dsn: str, channel_id: int) -> Iterator[ErpFactory]:
 def erp(make_erp: ErpFactory) -> ErpConnector:
     """An ERP connector on a table of its own, dropped afterwards."""
     return make_erp("test")
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Start the product's processes for a test (`services`); stop them all after it."""
+    started = Processes(tmp_path)
+    yield started
+    started.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from publisher.service import Edges, run_step
 from publisher.state import RedisStateStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
-from tests.integration.test_runtime import Processes, celery, service_env
+from tests.integration.services import Processes, celery, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -306,13 +305,6 @@ def test_a_snapshot_never_raises_an_exception_that_is_not_ours(
     spec = SnapshotSpec(channel_id, Resource.STOCK, sandbox.url, "s1", None, Endpoint.LIST)
     with pytest.raises(StepCrashed, match="ZeroDivisionError"):
         run_snapshot(spec, edges)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    yield started
-    started.stop()
 
 
 def test_a_worker_stops_a_step_at_its_time_limit_and_frees_the_lock(

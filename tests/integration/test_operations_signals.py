@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,24 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from publisher.celery import SYNC_TASK
 from publisher.sandbox import SandboxServer
-from tests.integration.test_runtime import (
-    BIN,
-    Processes,
-    celery,
-    processes,
-    service_env,
-    worker,
-)
+from tests.integration.services import BIN, Processes, celery, free_port, service_env, worker
 
 pytestmark = pytest.mark.integration
-__all__ = ["processes"]  # the fixture, shared with test_runtime
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -76,7 +60,7 @@ def test_a_prefork_worker_serves_business_metrics_of_its_pool(
     redis_url: str,
     amqp_url: str,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = service_env(sandbox, channel_id, redis_url, amqp_url, METRICS_PORT=str(port))
     args = celery("worker", "--loglevel=INFO", "--concurrency=2", "--pool=prefork")
     processes.start("worker", [*args, "--hostname=metrics@%h", "--without-mingle"], env)

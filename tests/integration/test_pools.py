@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,19 +15,12 @@ from publisher.records import Resource
 from publisher.sandbox import SandboxServer
 from tests.conftest import _channel_ids
 from tests.integration.collect import Collector
-from tests.integration.test_runtime import Processes, celery, service_env
+from tests.integration.services import Processes, celery, service_env
 
 pytestmark = pytest.mark.integration
 
 # Ports this file's workers serve their metrics on (this suite's own range).
 METRICS_PORT = 5620
-
-
-@pytest.fixture
-def pool_processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    yield procs
-    procs.stop()
 
 
 def threads_worker(name: str, concurrency: int, pool: str = "threads") -> list[str]:
@@ -55,7 +47,7 @@ def _holders(client: redis.Redis, channels: list[int]) -> set[str]:
 
 def test_a_threads_pool_runs_eight_steps_at_once_without_duplicates_or_errors(
     sandbox_factory: Callable[..., SandboxServer],
-    pool_processes: Processes,
+    processes: Processes,
     redis_url: str,
     redis_client: redis.Redis,
     amqp_url: str,
@@ -76,8 +68,8 @@ def test_a_threads_pool_runs_eight_steps_at_once_without_duplicates_or_errors(
         AKINON_CHANNELS=",".join(map(str, channels)),
         AKINON_PAGE_SIZE="4",
     )
-    pool_processes.start("worker", threads_worker("pool", 8), env)
-    pool_processes.wait_for(" ready.")
+    processes.start("worker", threads_worker("pool", 8), env)
+    processes.wait_for(" ready.")
     client = Celery("test-client", broker=amqp_url)
     patterns = [f"*.changed.{channel}" for channel in channels]
     holders: set[str] = set()
@@ -96,7 +88,7 @@ def test_a_threads_pool_runs_eight_steps_at_once_without_duplicates_or_errors(
             events.collect(len(events.messages) + 1, timeout=0.2)
         received = events.settle(quiet=2.0)
     client.close()
-    logs = pool_processes.logs()
+    logs = processes.logs()
     ids = [e["id"] for e in received]
     assert len(ids) == 320, logs
     assert len(set(ids)) == 320  # no event id twice
@@ -128,22 +120,22 @@ def _expired(text: str, channel: int, resource: str) -> float:
 def test_steps_beat_sent_that_expire_before_a_worker_starts_them_are_logged_and_counted(
     pool: str,
     sandbox: SandboxServer,
-    pool_processes: Processes,
+    processes: Processes,
     channel_id: int,
     redis_url: str,
     amqp_url: str,
 ) -> None:
     env = service_env(sandbox, channel_id, redis_url, amqp_url, METRICS_PORT=str(METRICS_PORT))
-    env["METRICS_DIRECTORY"] = str(pool_processes.tmp_path / "metrics")
-    schedule = pool_processes.tmp_path / "beat" / "schedule"
-    pool_processes.start("beat", celery("beat", "--loglevel=INFO", f"--schedule={schedule}"), env)
+    env["METRICS_DIRECTORY"] = str(processes.tmp_path / "metrics")
+    schedule = processes.tmp_path / "beat" / "schedule"
+    processes.start("beat", celery("beat", "--loglevel=INFO", f"--schedule={schedule}"), env)
     # No worker yet: beat sends a step per resource every 2 s, each expiring 2 s later.
     deadline = time.monotonic() + 30
-    while pool_processes.logs().count("Sending due task") < 6:
-        assert time.monotonic() < deadline, pool_processes.logs()
+    while processes.logs().count("Sending due task") < 6:
+        assert time.monotonic() < deadline, processes.logs()
         time.sleep(0.2)
     time.sleep(2.5)  # the first ones are past their expiry, still in the queue
-    pool_processes.start("worker", threads_worker("late", 2, pool), env)
+    processes.start("worker", threads_worker("late", 2, pool), env)
     deadline = time.monotonic() + 30
     text = ""
     while time.monotonic() < deadline:
@@ -151,10 +143,10 @@ def test_steps_beat_sent_that_expire_before_a_worker_starts_them_are_logged_and_
         if all(_expired(text, channel_id, r.value) >= 1 for r in Resource):
             break
         time.sleep(0.5)
-    logs = pool_processes.logs()
+    logs = processes.logs()
     assert all(_expired(text, channel_id, r.value) >= 1 for r in Resource), f"{text}\n{logs}"
     assert f"task expired unsent: akinon.sync channel={channel_id} resource=stock" in logs
     # Steps beat sent in time still run.
-    while "published=30" not in pool_processes.logs():
-        assert time.monotonic() < deadline, pool_processes.logs()
+    while "published=30" not in processes.logs():
+        assert time.monotonic() < deadline, processes.logs()
         time.sleep(0.3)

@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,91 +15,9 @@ from publisher.records import Resource
 from publisher.sandbox import SandboxServer
 from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
+from tests.integration.services import BIN, Processes, celery, free_port, service_env, worker
 
 pytestmark = pytest.mark.integration
-
-BIN = Path(sys.executable).parent
-
-
-def service_env(
-    server: SandboxServer, channel_id: int, redis_url: str, amqp_url: str, **extra: str
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AKINON_", "POLL_"))}
-    env.update(
-        AKINON_URL=server.url,
-        AKINON_TOKEN=SANDBOX_TOKEN,
-        AKINON_CHANNELS=str(channel_id),
-        AKINON_PAGE_SIZE="10",
-        REDIS_URL=redis_url,
-        AMQP_URL=amqp_url,
-        CELERY_QUEUE=f"akinon-publisher-test-{uuid.uuid4().hex[:8]}",
-        POLL_INTERVAL_SECONDS="2",
-        LOG_LEVEL="INFO",
-    )
-    env.update(extra)
-    return env
-
-
-class Processes:
-    """Start subprocesses and make sure they all end with the test."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = self.tmp_path / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp_path
-            )
-        self.running.append((proc, log))
-        return proc
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        """Wait until every process has written `text` to its log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(text in log.read_text() for _, log in self.running):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"not every process said {text!r}\n{self.logs()}")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text()}" for _, log in self.running)
-
-    def stop(self) -> None:
-        for proc, _ in self.running:
-            proc.terminate()
-        for proc, _ in self.running:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    yield procs
-    procs.stop()
-
-
-def celery(*args: str) -> list[str]:
-    return [str(BIN / "celery"), "-A", "publisher", *args]
-
-
-def worker(name: str) -> list[str]:
-    return celery(
-        "worker",
-        "--loglevel=INFO",
-        "--concurrency=2",
-        "--pool=threads",
-        f"--hostname={name}@%h",
-        "--without-mingle",
-        "--without-gossip",
-    )
 
 
 def test_worker_and_beat_deliver_sandbox_changes_within_two_intervals(
@@ -304,15 +220,6 @@ def test_poll_and_status_report_each_step(
     assert all(r["watermark"] and r["last_full_scan_at"] for r in rows)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_flower_shows_each_step_with_channel_resource_and_summary(
     sandbox: SandboxServer,
     processes: Processes,
@@ -320,7 +227,7 @@ def test_flower_shows_each_step_with_channel_resource_and_summary(
     redis_url: str,
     amqp_url: str,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = service_env(sandbox, channel_id, redis_url, amqp_url, FLOWER_UNAUTHENTICATED_API="true")
     processes.start("worker", worker("w1"), env)
     processes.start("beat", celery("beat", f"--schedule={processes.tmp_path / 'beat'}"), env)

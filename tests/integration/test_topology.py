@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import pytest
 from dotenv import dotenv_values
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.services import free_port
 from tests.readme import ROOT, block_with
 
 pytestmark = pytest.mark.integration
@@ -38,13 +38,6 @@ TOPOLOGY = "Run the real topology"
 INTERVAL = 5  # POLL_INTERVAL_SECONDS for this run
 STARTUP_TIMEOUT = 45
 SETTLE = 5  # beyond two intervals: the machine is shared and slow at times
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -131,7 +124,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _environment(redis_url: str, amqp_url: str) -> dict[str, str]:
-    sandbox_port = _free_port()
+    sandbox_port = free_port()
     ours = ("AKINON_", "FLOWER_", "SANDBOX_", "POLL_", "CELERY_", "LOG_", "BEAT_", "HONCHO")
     ours += ("METRICS_", "HEALTH_", "PROMETHEUS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
@@ -140,8 +133,8 @@ def _environment(redis_url: str, amqp_url: str) -> dict[str, str]:
         AMQP_URL=amqp_url,
         AKINON_URL=f"http://127.0.0.1:{sandbox_port}",
         SANDBOX_PORT=str(sandbox_port),
-        FLOWER_PORT=str(_free_port()),
-        METRICS_PORT=str(_free_port()),
+        FLOWER_PORT=str(free_port()),
+        METRICS_PORT=str(free_port()),
         CELERY_QUEUE=f"akinon-publisher-readme-{uuid.uuid4().hex[:8]}",
         POLL_INTERVAL_SECONDS=str(INTERVAL),
     )
