@@ -315,9 +315,7 @@ def _first_page(
     try:
         return next(pages, None)
     finally:
-        close = getattr(pages, "close", None)  # stop a prefetching generator early
-        if close is not None:
-            close()
+        _stop(pages)
 
 
 def _end_scan(
@@ -355,9 +353,14 @@ def _finishing(
                 raise
             yield records
     finally:
-        close = getattr(pages, "close", None)
-        if close is not None:
-            close()
+        _stop(pages)
+
+
+def _stop(pages: Iterator[RecordPage]) -> None:
+    """Close a source's pages early, if they can be: a prefetching source ends its threads."""
+    close = getattr(pages, "close", None)
+    if close is not None:
+        close()
 
 
 def _ignores_date_filter(spec: StepSpec, records: RecordPage) -> bool:

@@ -233,8 +233,3 @@ ROUTES: Final = (
     Route(EventType.RECORD_REJECTED, REJECTED_EXCHANGE, REJECTED_KEY, tuple(Resource)),
     Route(EventType.HEARTBEAT, HEARTBEAT_EXCHANGE, HEARTBEAT_KEY, tuple(Resource)),
 )
-
-
-def route_of(kind: EventType) -> Route:
-    """Return the route of an event type."""
-    return next(route for route in ROUTES if route.kind is kind)
