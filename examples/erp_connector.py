@@ -10,9 +10,10 @@ clause lets only a newer event through, in the contract's order (a later `modifi
 or the same one and a higher sequence: it holds after the publisher lost its state; the same
 place with another id, which supersedes a version the producer never committed; or another
 record key, a record replaced). Deletes clear the values and mark the row's resource
-deleted. So a duplicate, a redelivery or an older event changes nothing, whatever the
-consumer's store remembers, even with several consumers on one queue. `revision` counts the
-writes a row has taken, which makes that visible.
+deleted; so does a reload event (after the publisher lost its state) for each row whose
+record the reloaded list no longer holds. So a duplicate, a redelivery or an older event
+changes nothing, whatever the consumer's store remembers, even with several consumers on one
+queue. `revision` counts the writes a row has taken, which makes that visible.
 
 It assumes what Akinon does: a sales channel has one stock list and one price list, so a
 product has at most one stock record and one price record per channel.
@@ -41,9 +42,11 @@ from publisher.events import (
     CloudEvent,
     PriceChanged,
     PriceDeleted,
+    PriceReloaded,
     RecordRejected,
     StockChanged,
     StockDeleted,
+    StockReloaded,
 )
 
 log = logging.getLogger("erp_connector")
@@ -118,6 +121,25 @@ def _upsert(r: str) -> str:
     )
 
 
+def _sweep(r: str) -> str:
+    """Return the UPDATE that applies a reload event to one resource's columns (prefix `r`).
+
+    The rows it matches are those `publisher.consumer.reload_drops` names: the record key in
+    the part's span, not in its keys, last changed before the load began. Each is written
+    as a deletion dated `started_at` (sequence 0, so any event of that date still wins).
+    """
+    cleared = ",\n    ".join(f"{column} = NULL" for column in _VALUES[r])
+    return (
+        f"UPDATE {{table}} AS t SET\n    {cleared},\n    {r}deleted = true,\n"
+        f"    {r}modified = %(started)s, {r}sequence = 0, {r}event_id = %(event_id)s,\n"
+        "    revision = t.revision + 1, updated_at = now()\n"
+        f"WHERE t.channel_id = %(channel_id)s AND NOT t.{r}deleted\n"
+        f"  AND (%(lowest)s::bigint IS NULL OR t.{r}key >= %(lowest)s)\n"
+        f"  AND (%(highest)s::bigint IS NULL OR t.{r}key <= %(highest)s)\n"
+        f"  AND t.{r}modified < %(started)s AND NOT (t.{r}key = ANY(%(keys)s))"
+    )
+
+
 class ErpConnector:
     """Apply stock and price events to one PostgreSQL table, each at most once."""
 
@@ -126,6 +148,10 @@ class ErpConnector:
         self.table = table
         self._stock = self._statement(_upsert("stock_"))
         self._price = self._statement(_upsert("price_"))
+        self._sweeps = {
+            "stock": self._statement(_sweep("stock_")),
+            "price": self._statement(_sweep("price_")),
+        }
 
     def _statement(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(table=sql.Identifier(self.table))
@@ -159,8 +185,24 @@ class ErpConnector:
             product = event.data.before.product
             gone = {"price": None, "retail_price": None, "currency": None}
             self._write(self._price, event, product, deleted=True, **gone)
+        elif isinstance(event, StockReloaded | PriceReloaded):
+            self._reloaded(event)
         elif isinstance(event, RecordRejected):
             log.warning("Akinon sent a record we cannot use: %s", event.data.reason)
+
+    def _reloaded(self, event: StockReloaded | PriceReloaded) -> None:
+        """Delete the rows whose record a reload of the whole list no longer found."""
+        data = event.data
+        params = {
+            "channel_id": data.channel_id,
+            "lowest": data.lowest_key,
+            "highest": data.highest_key,
+            "keys": data.keys,
+            "started": data.started_at,
+            "event_id": event.id,
+        }
+        swept = self.db.execute(self._sweeps[data.resource.value], params).rowcount
+        log.info("%s part %d/%d: %d rows deleted", event.type, data.part, data.parts, swept)
 
     def _write(
         self,

@@ -34,7 +34,15 @@ from publisher.consumer import (
     microseconds,
     stop_on_signals,
 )
-from publisher.events import CloudEvent, PriceChanged, PriceDeleted, StockChanged, StockDeleted
+from publisher.events import (
+    CloudEvent,
+    PriceChanged,
+    PriceDeleted,
+    PriceReloaded,
+    StockChanged,
+    StockDeleted,
+    StockReloaded,
+)
 
 Push = Callable[[dict[str, Any]], None]
 
@@ -98,6 +106,26 @@ ON CONFLICT (channel_id, product) DO UPDATE SET
 """ + _GUARD.replace("{r}", "price_")
 
 
+# A reload event (after the publisher lost its state): the documents whose record the
+# reloaded list no longer holds, last changed before the load began (`reload_drops`), lose
+# it as by a deletion dated `started_at` (sequence 0: any event of that date still wins).
+# A document without the value (deleted already) is left as it is: nothing to push.
+_SWEEP: Final = """
+UPDATE documents SET {cleared}, {r}modified = :started, {r}sequence = 0, {r}event_id = :event_id
+WHERE channel_id = :channel_id AND {r}key IS NOT NULL AND {r}modified < :started
+  AND (:lowest IS NULL OR {r}key >= :lowest) AND (:highest IS NULL OR {r}key <= :highest)
+  AND {r}key NOT IN (SELECT value FROM json_each(:keys))
+  AND {first} IS NOT NULL
+RETURNING product
+"""
+_SWEEPS: Final = {
+    "stock": _SWEEP.format(cleared="stock = NULL", r="stock_", first="stock"),
+    "price": _SWEEP.format(
+        cleared="price = NULL, retail_price = NULL, currency = NULL", r="price_", first="price"
+    ),
+}
+
+
 def print_push(action: dict[str, Any]) -> None:
     """Show what would be sent to the search engine: one JSON line per document."""
     print(orjson.dumps(action).decode(), flush=True)
@@ -158,6 +186,27 @@ class SearchIndexer:
         elif isinstance(event, PriceDeleted):
             gone = {"price": None, "retail_price": None, "currency": None}
             self._apply(_UPSERT_PRICE, event, event.data.before.product, **gone)
+        elif isinstance(event, StockReloaded | PriceReloaded):
+            self._reloaded(event)
+
+    def _reloaded(self, event: StockReloaded | PriceReloaded) -> None:
+        """Drop from the documents what a reload of the whole list no longer found."""
+        data = event.data
+        params = {
+            "channel_id": data.channel_id,
+            "lowest": data.lowest_key,
+            "highest": data.highest_key,
+            "keys": orjson.dumps(data.keys).decode(),
+            "started": microseconds(data.started_at),
+            "event_id": event.id,
+        }
+        products = [row[0] for row in self.db.execute(_SWEEPS[data.resource.value], params)]
+        for product in products:
+            row = self.db.execute(
+                "SELECT * FROM documents WHERE channel_id = ? AND product = ?",
+                (data.channel_id, product),
+            ).fetchone()
+            self.push({"op": "index", "id": f"{data.channel_id}-{product}", "doc": document(row)})
 
     def _apply(
         self,

@@ -11,6 +11,10 @@ version number as many as the count) nothing vanished. Otherwise, and once in a 
 anyway (the count could have drifted, say a Redis failover lost an increment), the whole
 state's keys are read and compared (`vanished`).
 
+A state lost (a Redis without persistence restarted) takes the tracked keys with it: the
+deletes of that time cannot be told. The load that follows ends with the keys it saw
+(`reload_parts`), so a consumer drops what it holds that the list no longer has.
+
 A share of the tracked records vanishing at once that is implausible (an API glitch, a
 list filter changed by mistake) is held back by `DeleteGuard`: nothing is published or
 forgotten until an operator releases it, so a bad read cannot wipe a downstream catalog.
@@ -18,7 +22,7 @@ forgotten until an operator releases it, so a bad read cannot wipe a downstream 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -55,6 +59,15 @@ class Scan:
         number, bit = divmod(key, BUCKET_SIZE)
         return bool(self.masks.get(number, 0) >> bit & 1)
 
+    def seen(self) -> Iterator[int]:
+        """Yield every key seen, ascending."""
+        for number in sorted(self.masks):
+            mask, base = self.masks[number], number * BUCKET_SIZE
+            while mask:
+                low = mask & -mask
+                yield base + low.bit_length() - 1
+                mask ^= low
+
     def tracked_seen(self) -> int:
         """Return how many distinct keys seen have a stored version now.
 
@@ -83,6 +96,38 @@ class DeleteGuard:
         if self.released or vanished < self.minimum:
             return False
         return vanished > self.share * tracked
+
+
+# A reload event lists at most this many keys (about 20 bytes each as JSON).
+RELOAD_PART_KEYS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPart:
+    """A span of keys, bounds included (None: unbounded), and the keys a load saw in it."""
+
+    lowest: int | None
+    highest: int | None
+    keys: list[int]
+
+
+def reload_parts(seen: Iterator[int], size: int = RELOAD_PART_KEYS) -> list[ReloadPart]:
+    """Split the keys a load saw (ascending) into parts whose spans cover every key.
+
+    Each part ends at its last key, the next begins right after it; the first has no lower
+    bound and the last no upper one, so a key anywhere falls in exactly one part.
+    """
+    chunks: list[list[int]] = [[]]
+    for key in seen:
+        if len(chunks[-1]) == size:
+            chunks.append([])
+        chunks[-1].append(key)
+    parts, lowest = [], None
+    for number, keys in enumerate(chunks, start=1):
+        highest = keys[-1] if number < len(chunks) else None
+        parts.append(ReloadPart(lowest, highest, keys))
+        lowest = None if highest is None else highest + 1
+    return parts
 
 
 def missing(tracked_keys: Sequence[int], scan: Scan) -> list[int]:

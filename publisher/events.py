@@ -38,6 +38,8 @@ class EventType(StrEnum):
     PRICE_DELETED = "price.deleted"
     RECORD_REJECTED = "record.rejected"
     HEARTBEAT = "publisher.heartbeat"
+    STOCK_RELOADED = "stock.reloaded"
+    PRICE_RELOADED = "price.reloaded"
 
     @property
     def dataschema(self) -> str:
@@ -53,6 +55,10 @@ DELETED_TYPE: Final = {
     Resource.STOCK: EventType.STOCK_DELETED,
     Resource.PRICE: EventType.PRICE_DELETED,
 }
+RELOADED_TYPE: Final = {
+    Resource.STOCK: EventType.STOCK_RELOADED,
+    Resource.PRICE: EventType.PRICE_RELOADED,
+}
 
 ORDERING_RULE: Final = """\
 Order a record's events by (`modified_date`, `sequence`): the later `modified_date` wins, and
@@ -61,6 +67,16 @@ stale: never apply it. Equal on both with the same `id` is a duplicate; with ano
 supersedes a version the publisher never committed (it stopped in between): apply it.
 `modified_date` is Akinon's, so the order holds even after the publisher lost its state and
 its sequences started again at 1."""
+
+RELOAD_RULE: Final = """\
+A reload event (`stock.reloaded`, `price.reloaded`) ends a load of a whole list that the
+publisher made after losing its state, when it could no longer tell which records had been
+deleted. For each record of that channel and list a consumer holds with a key between
+`lowest_key` and `highest_key` (a null bound is no bound), that is not in `keys`, and whose
+last applied `modified_date` is before `started_at`: the record left the list. Delete it as
+if a deletion dated `started_at` had arrived (so an older event of it stays stale). A record
+last changed at or after `started_at` is kept: its own events decide. Applying a reload
+event again changes nothing."""
 
 # ---------------------------------------------------------------------------- the contract
 
@@ -154,6 +170,35 @@ class HeartbeatData(BaseModel):
     """Records the step rejected."""
 
 
+class ReloadData(BaseModel):
+    """The `data` of a reload event: which keys a complete load of the list found.
+
+    After the publisher lost its state it knows no record, so it cannot announce the ones
+    deleted meanwhile; it loads the whole list again (every record a `snapshot`) and then
+    says what the list held, in parts of sorted keys that together cover every key.
+    """
+
+    model_config = _CONTRACT
+
+    channel_id: int
+    """The Akinon sales channel the list belongs to."""
+    resource: Resource
+    """Which kind of record the list holds."""
+    started_at: datetime
+    """When the load began (the publisher's clock). A record last changed before it and
+    not in `keys` had left the list by then."""
+    lowest_key: int | None
+    """The lowest key this part covers, or null: no lower bound."""
+    highest_key: int | None
+    """The highest key this part covers, or null: no upper bound."""
+    keys: list[int]
+    """The keys, between `lowest_key` and `highest_key`, that the list held (ascending)."""
+    part: int
+    """This part's number, from 1."""
+    parts: int
+    """How many parts this load's reload events have."""
+
+
 class RejectionData(BaseModel):
     """The `data` of a `record.rejected` event."""
 
@@ -236,6 +281,18 @@ class Heartbeat(CloudEvent[HeartbeatData]):
     type: Literal["publisher.heartbeat"]
 
 
+class StockReloaded(CloudEvent[ReloadData]):
+    """A load of the whole stock list after a state loss ended: what it held (since 1.2)."""
+
+    type: Literal["stock.reloaded"]
+
+
+class PriceReloaded(CloudEvent[ReloadData]):
+    """A load of the whole price list after a state loss ended: what it held (since 1.2)."""
+
+    type: Literal["price.reloaded"]
+
+
 EVENT_MODELS: Final[dict[EventType, type[CloudEvent[Any]]]] = {
     EventType.STOCK_CHANGED: StockChanged,
     EventType.PRICE_CHANGED: PriceChanged,
@@ -243,6 +300,8 @@ EVENT_MODELS: Final[dict[EventType, type[CloudEvent[Any]]]] = {
     EventType.PRICE_DELETED: PriceDeleted,
     EventType.RECORD_REJECTED: RecordRejected,
     EventType.HEARTBEAT: Heartbeat,
+    EventType.STOCK_RELOADED: StockReloaded,
+    EventType.PRICE_RELOADED: PriceReloaded,
 }
 
 

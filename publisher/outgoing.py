@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 import orjson
 
 from publisher import topology
+from publisher.deletes import ReloadPart
 from publisher.diff import Change, Deletion, Rejection
 from publisher.events import (
     CHANGED_TYPE,
     DATA_CONTENT_TYPE,
     DELETED_TYPE,
     MESSAGE_CONTENT_TYPE,
+    RELOADED_TYPE,
     SPEC_VERSION,
     EventType,
 )
@@ -235,6 +237,43 @@ def heartbeat_event(
         routing_key,
     )
     return replace(event, mandatory=False)
+
+
+def reload_events(
+    ctx: EventContext, started_at: datetime, parts: list[ReloadPart]
+) -> list[OutgoingEvent]:
+    """Build the reload events that end a load of the whole list: one per part of its keys.
+
+    Published again (the step failed after them), they keep their ids: the load's start
+    and the part number name them.
+    """
+    resource = ctx.resource
+    events = []
+    for number, part in enumerate(parts, start=1):
+        ident = _uuid_text(f"{ctx.id_prefix}reloaded|{started_at.isoformat()}|{number}")
+        data = {
+            "channel_id": ctx.channel_id,
+            "resource": resource.value,
+            "started_at": started_at,
+            "lowest_key": part.lowest,
+            "highest_key": part.highest,
+            "keys": part.keys,
+            "part": number,
+            "parts": len(parts),
+        }
+        events.append(
+            _event(
+                ctx,
+                RELOADED_TYPE[resource],
+                ident,
+                resource.value,
+                started_at,
+                data,
+                topology.exchange_for(resource),
+                topology.reloaded_routing_key(resource, ctx.channel_id),
+            )
+        )
+    return events
 
 
 def rejection_event(ctx: EventContext, rejection: Rejection) -> OutgoingEvent:

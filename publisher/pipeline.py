@@ -13,7 +13,9 @@ publish page N again on every step (the watermark still moves only when a step s
 A complete scan (the whole list, no date filter) that read every page then knows every
 key of the list: the tracked records it did not see are published as deleted and then
 forgotten (`publisher.deletes`), unless so many vanished at once that the read is not
-believable.
+believable. A complete scan that loaded an empty state (the first load, or the state was
+lost) ends with reload events listing the keys it saw: the deletes the lost state could
+not tell are a consumer's to find (`publisher.events.RELOAD_RULE`).
 
 About 490 lines, over the package's 400, on purpose: the step's whole flow, the read-only
 scan and the acknowledging drain, reads top to bottom in one module; the rules it applies
@@ -32,7 +34,14 @@ from typing import Any
 
 from publisher.acks import acknowledge, acks_of, recover
 from publisher.bounds import MAX_RECORD_BYTES, latest_date
-from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
+from publisher.deletes import (
+    DeleteGuard,
+    Scan,
+    deleted_at,
+    deletions,
+    missing,
+    reload_parts,
+)
 from publisher.diff import (
     Deletion,
     Limits,
@@ -49,6 +58,7 @@ from publisher.outgoing import (
     change_event,
     deletion_event,
     rejection_event,
+    reload_events,
     source_uri,
 )
 from publisher.pages import RecordPage
@@ -136,6 +146,9 @@ class StepSummary:
     # our batches a previous step left open were ended first.
     drained_because: str | None = None
     batches_recovered: int = 0
+    # A load into an empty state that read the whole list: the reload events it published
+    # (not counted in `published`, which counts record events).
+    reload_events: int = 0
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -331,7 +344,31 @@ def _end_scan(
         return summary
     if scan.cut_short:
         return replace(summary, complete_scan=False)
-    return _delete_vanished(spec, ctx, state, publisher, scan, summary)
+    summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
+    if spec.reload:
+        summary = _end_reload(ctx, publisher, scan, summary)
+    return summary
+
+
+def _end_reload(
+    ctx: EventContext, publisher: EventPublisher, scan: Scan, summary: StepSummary
+) -> StepSummary:
+    """Publish the keys a load into an empty state saw: consumers drop what left meanwhile.
+
+    A load that saw no record at all says nothing: an empty answer after a state loss is
+    more likely a bad read than a channel emptied, and it would wipe every consumer's copy.
+    """
+    if not scan.masks:
+        log.warning(
+            "reload saw no record channel=%s resource=%s: no reload event published; records "
+            "deleted while the state was lost stay with consumers",
+            ctx.channel_id,
+            ctx.resource.value,
+        )
+        return summary
+    events = reload_events(ctx, ctx.observed_at, reload_parts(scan.seen()))
+    publisher.confirm(publisher.send(events))
+    return replace(summary, reload_events=len(events))
 
 
 def _finishing(

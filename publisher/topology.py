@@ -20,6 +20,7 @@ Nothing else in the package spells one of these names; everything looks them up 
                          akinon.tail.<random> (temporary, for watching)
     routing keys         <resource>.changed.<channel>    on akinon.<resource>
                          <resource>.deleted.<channel>    on akinon.<resource>
+                         <resource>.reloaded.<channel>   on akinon.<resource>
                          <resource>.rejected.<channel>   on akinon.rejected
                          <resource>.heartbeat.<channel>  on akinon.heartbeat
 
@@ -38,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from publisher.events import CHANGED_TYPE, DELETED_TYPE, EventType
+from publisher.events import CHANGED_TYPE, DELETED_TYPE, RELOADED_TYPE, EventType
 from publisher.records import Resource
 
 # ------------------------------------------------------------------------------- Redis
@@ -170,6 +171,7 @@ def dead_queue(queue: str) -> str:
 
 CHANGED_KEY: Final = "{resource}.changed.{channel_id}"
 DELETED_KEY: Final = "{resource}.deleted.{channel_id}"
+RELOADED_KEY: Final = "{resource}.reloaded.{channel_id}"
 REJECTED_KEY: Final = "{resource}.rejected.{channel_id}"
 HEARTBEAT_KEY: Final = "{resource}.heartbeat.{channel_id}"
 
@@ -182,6 +184,11 @@ def changed_routing_key(resource: Resource, channel_id: int) -> str:
 def deleted_routing_key(resource: Resource, channel_id: int) -> str:
     """Return e.g. ``stock.deleted.5``."""
     return DELETED_KEY.format(resource=resource.value, channel_id=channel_id)
+
+
+def reloaded_routing_key(resource: Resource, channel_id: int) -> str:
+    """Return e.g. ``stock.reloaded.5``."""
+    return RELOADED_KEY.format(resource=resource.value, channel_id=channel_id)
 
 
 def heartbeat_routing_key(resource: Resource, channel_id: int) -> str:
@@ -230,6 +237,7 @@ class Route:
 ROUTES: Final = (
     *(Route(CHANGED_TYPE[r], exchange_for(r), CHANGED_KEY, (r,)) for r in Resource),
     *(Route(DELETED_TYPE[r], exchange_for(r), DELETED_KEY, (r,)) for r in Resource),
+    *(Route(RELOADED_TYPE[r], exchange_for(r), RELOADED_KEY, (r,)) for r in Resource),
     Route(EventType.RECORD_REJECTED, REJECTED_EXCHANGE, REJECTED_KEY, tuple(Resource)),
     Route(EventType.HEARTBEAT, HEARTBEAT_EXCHANGE, HEARTBEAT_KEY, tuple(Resource)),
 )

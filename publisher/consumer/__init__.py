@@ -46,7 +46,10 @@ What happens to one message:
    `record.rejected` events carry no place; one equal to the last seen for the record is a
    duplicate. Heartbeats (`publisher.heartbeat`) are about no record: they go to the
    handler as they come, and `Subscription.heartbeats` keeps the last one per (channel,
-   resource).
+   resource). So do reload events (`stock.reloaded`, `price.reloaded`, bound by
+   `change_patterns`): after the publisher lost its state, they list the keys a load of the
+   whole list found, and the handler deletes what it holds that `reload_drops` says left
+   the list (`publisher.events.RELOAD_RULE`), as a deletion dated `started_at`.
 3. The handler runs. If it returns, the (sequence, id) is remembered, then the message is
    acknowledged: acknowledging only after both means a crash causes a redelivery, never a
    loss, so handlers must be idempotent (and the store makes most repeats cheap no-ops).
@@ -90,6 +93,7 @@ from publisher.consumer.rules import (
     microseconds,
     position,
     read_event,
+    reload_drops,
 )
 from publisher.consumer.stores import MemoryStore, RedisStore, SequenceStore
 from publisher.consumer.subscription import (
@@ -130,6 +134,7 @@ __all__ = [
     "microseconds",
     "position",
     "read_event",
+    "reload_drops",
     "replay_dead_letters",
     "stop_on_signals",
     "temporary_queue",

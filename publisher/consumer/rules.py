@@ -28,6 +28,7 @@ from publisher.events import (
     DeletionData,
     EventType,
     RejectionData,
+    ReloadData,
 )
 from publisher.records import describe_errors
 
@@ -115,6 +116,21 @@ def locate(event: CloudEvent[Any]) -> Place | None:
             RecordRef(data.channel_id, f"{data.resource.value}.rejected", data.key), 0, None
         )
     return None
+
+
+def reload_drops(data: ReloadData, key: int, modified: int | None) -> bool:
+    """Say whether a reload event removes a held record (`publisher.events.RELOAD_RULE`).
+
+    `modified` is the record's last applied `modified_date` in microseconds (None: unknown,
+    then it is kept: only its own events can tell).
+    """
+    if data.lowest_key is not None and key < data.lowest_key:
+        return False
+    if data.highest_key is not None and key > data.highest_key:
+        return False
+    if modified is None or modified >= microseconds(data.started_at):
+        return False
+    return key not in data.keys
 
 
 def position(event: CloudEvent[Any]) -> tuple[RecordRef, int]:

@@ -103,9 +103,14 @@ def stop_on_signals() -> threading.Event:
 def change_patterns(channels: Sequence[int]) -> list[str]:
     """Return the routing-key patterns of every record's changes and deletions.
 
-    Those of these channels, or of every channel when none is given.
+    Those of these channels, or of every channel when none is given; with them the reload
+    events that end a load after the publisher lost its state (`RELOAD_RULE`).
     """
-    keys = (topology.changed_routing_key, topology.deleted_routing_key)
+    keys = (
+        topology.changed_routing_key,
+        topology.deleted_routing_key,
+        topology.reloaded_routing_key,
+    )
     if not channels:
         return [key(resource, 0)[:-1] + "*" for resource in Resource for key in keys]
     return [key(resource, channel) for channel in channels for resource in Resource for key in keys]

@@ -13,8 +13,9 @@ from typing import Any, Final
 import orjson
 import yaml
 
+from publisher.deletes import ReloadPart
 from publisher.diff import Deletion, Stored, diff_page
-from publisher.events import EVENT_MODELS, SCHEMA_MAJOR, EventType
+from publisher.events import EVENT_MODELS, RELOADED_TYPE, SCHEMA_MAJOR, EventType
 from publisher.outgoing import (
     EventContext,
     OutgoingEvent,
@@ -22,12 +23,13 @@ from publisher.outgoing import (
     deletion_event,
     heartbeat_event,
     rejection_event,
+    reload_events,
     source_uri,
 )
 from publisher.pages import RecordPage
 from publisher.records import Resource
 
-CONTRACT_MINOR: Final = 1
+CONTRACT_MINOR: Final = 2
 CONTRACT_VERSION: Final = f"{SCHEMA_MAJOR}.{CONTRACT_MINOR}"
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_FILE: Final = "asyncapi.yaml"
@@ -105,9 +107,14 @@ def example_events() -> dict[EventType, OutgoingEvent]:
         EventType.PRICE_DELETED: deletion_event(price_ctx, price_gone, gone),
         EventType.RECORD_REJECTED: rejection_event(stock_ctx, bad),
         EventType.HEARTBEAT: heartbeat_event(stock_ctx, _EXAMPLE_TIME, _HEARTBEAT),
+        **{
+            RELOADED_TYPE[ctx.resource]: reload_events(ctx, _EXAMPLE_TIME, [_RELOAD_PART])[0]
+            for ctx in (stock_ctx, price_ctx)
+        },
     }
 
 
+_RELOAD_PART: Final = ReloadPart(None, None, [48213, 48214, 48990])
 _HEARTBEAT: Final = {
     "interval_seconds": 30.0,
     "complete_scan": False,

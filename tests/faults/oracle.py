@@ -20,8 +20,14 @@ from typing import Any
 import kombu
 import orjson
 
-from publisher.consumer import MemoryStore, Subscription, change_patterns, microseconds
-from publisher.events import ChangeData, CloudEvent, DeletionData
+from publisher.consumer import (
+    MemoryStore,
+    Subscription,
+    change_patterns,
+    microseconds,
+    reload_drops,
+)
+from publisher.events import ChangeData, CloudEvent, DeletionData, ReloadData
 from publisher.records import RESOURCES, Resource
 from tests.integration.collect import Collector
 
@@ -96,6 +102,7 @@ class Oracle:
         self.channels: set[int] = set()
         self.applied = 0
         self.copies = 0
+        self.swept = 0  # records a reload event dropped
         self._amqp_url = amqp_url
         patterns = change_patterns([])
         self._raw = Collector(amqp_url, *patterns)
@@ -134,6 +141,9 @@ class Oracle:
 
     def _apply(self, event: CloudEvent[Any]) -> None:
         data = event.data
+        if isinstance(data, ReloadData) and data.channel_id in self.channels:
+            self._reloaded(data)
+            return
         if not isinstance(data, ChangeData | DeletionData) or data.channel_id not in self.channels:
             return
         resource = _BY_STREAM[str(event.type)]
@@ -158,12 +168,29 @@ class Oracle:
             )
         self.records[record] = after
 
+    def _reloaded(self, data: ReloadData) -> None:
+        """Drop what a load after a state loss no longer found, as a consumer must."""
+        moment = microseconds(data.started_at)
+        for record in list(self.records):
+            channel, resource, key = record
+            same_list = channel == data.channel_id and resource is data.resource
+            if same_list and reload_drops(data, key, self._applied.get(record)):
+                del self.records[record]
+                self._applied[record] = moment
+                self.swept += 1
+
     def _check_id(self, body: dict[str, Any]) -> None:
         """Every copy of an event id carries the same record version."""
         data = body["data"]
         if data["channel_id"] not in self.channels:
             return
         self.copies += 1
+        if body["type"].endswith(".reloaded"):
+            reload = (body["type"], data["started_at"], data["part"], data["keys"])
+            first_reload = self._contents.setdefault(body["id"], reload)
+            if first_reload != reload:
+                self.problems.reused_ids.append(f"id {body['id']} carried {first_reload}")
+            return
         carried = (
             body["type"],
             data["channel_id"],

@@ -424,11 +424,7 @@ class World:
         self._finish(process)
 
     def lose_state(self, resource: Resource) -> None:
-        """Delete every Redis key of the list's state (noting the deletes it makes unknowable)."""
-        present = set(self._keys(resource))
-        for pk in self.healthy.state.keys(self.channel_id, resource):
-            if pk not in present:
-                self.unknowable[resource, pk] = Unknowable.STATE_LOST
+        """Delete every Redis key of the list's state (the next load ends with reload events)."""
         self._state_lost.add(resource)
         found = list(self.redis.scan_iter(match=topology.state_pattern(self.channel_id, resource)))
         if found:
@@ -461,7 +457,9 @@ class World:
             present = {r[resource.key_field] for r in served}
             for key, line in self.oracle.compare(self.channel_id, resource, served):
                 why = self.unknowable.get((resource, key))
-                if why is not None and key not in present and self.tolerate_unknowable:
+                # A state loss is no excuse any more: reload events announce those deletes.
+                tolerated = why is not None and why != Unknowable.STATE_LOST
+                if tolerated and key not in present and self.tolerate_unknowable:
                     self._ghosts[why] = self._ghosts.get(why, 0) + 1
                 else:
                     lost.append(line)

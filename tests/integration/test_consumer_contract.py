@@ -12,6 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from publisher.contract import ASYNCAPI_FILE, schema_path
+from publisher.deletes import reload_parts
 from publisher.diff import Deletion, Stored, diff_page
 from publisher.events import MESSAGE_CONTENT_TYPE, EventType
 from publisher.outgoing import (
@@ -21,6 +22,7 @@ from publisher.outgoing import (
     deletion_event,
     heartbeat_event,
     rejection_event,
+    reload_events,
 )
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
@@ -82,6 +84,8 @@ def _events(channel_id: int) -> list[OutgoingEvent]:
         *(rejection_event(stock_ctx, r) for r in stocks.rejections),
         *(rejection_event(price_ctx, r) for r in prices.rejections),
         heartbeat_event(stock_ctx, now, beat),
+        *reload_events(stock_ctx, now, reload_parts(iter([1, 2, 4]), size=2)),
+        *reload_events(price_ctx, now, reload_parts(iter([]))),
     ]
 
 

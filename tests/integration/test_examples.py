@@ -16,9 +16,10 @@ from examples import erp_connector, search_indexer
 from examples.erp_connector import ErpConnector
 from examples.search_indexer import SearchIndexer
 from publisher.consumer import Subscription, change_patterns, read_event, replay_dead_letters
+from publisher.deletes import reload_parts
 from publisher.diff import Stored, diff_page
 from publisher.events import CloudEvent
-from publisher.outgoing import EventContext, OutgoingEvent, change_event
+from publisher.outgoing import EventContext, OutgoingEvent, change_event, reload_events
 from publisher.publish import KombuPublisher
 from publisher.records import Resource
 from tests.factories import as_page, price, stock
@@ -279,3 +280,33 @@ def test_the_search_indexer_runs_as_a_program(
     assert len(lines) == 2
     assert '"available":true' in lines[1]
     assert '"price":"9.99"' in lines[1]
+
+
+def test_the_indexer_drops_what_a_reload_no_longer_found_and_keeps_it_dropped(
+    amqp_url: str, channel_id: int, subscribe: Callable[..., Subscription]
+) -> None:
+    pushed: list[dict[str, Any]] = []
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    indexer = SearchIndexer(db, pushed.append)
+    history = History(channel_id)
+    kept, gone = history.stock(1, 10), history.stock(2, 5)
+    keys = [read_key(kept), read_key(gone)]
+    source = f"https://omni.example/api/v1/channel/{channel_id}"
+    ctx = EventContext(channel_id, Resource.STOCK, source, datetime.now(UTC))
+    # The publisher lost its state; its load found only the first record.
+    reloaded = reload_events(ctx, datetime.now(UTC), reload_parts(iter(keys[:1])))
+    subscription = subscribe(indexer.handle)
+    publish(amqp_url, [kept, gone, *reloaded, gone, *reloaded])  # late copies change nothing
+    subscription.drain(QUIET)
+    subscription.close()
+    db.close()
+    # Each record indexed once, then the second dropped once: the late copies pushed nothing.
+    assert [p["id"] for p in pushed] == [f"{channel_id}-1001"] + [f"{channel_id}-1002"] * 2
+    assert pushed[-1]["doc"]["stock"] is None and pushed[-1]["doc"]["available"] is None
+    assert pushed[0]["doc"]["stock"] == 10
+
+
+def read_key(event: OutgoingEvent) -> int:
+    parsed = read_event(event.body)
+    assert parsed is not None
+    return int(parsed.data.key)

@@ -6,8 +6,18 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from publisher.deletes import DeleteGuard, Scan, deleted_at, deletions, missing
+from publisher.consumer import microseconds, reload_drops
+from publisher.deletes import (
+    DeleteGuard,
+    ReloadPart,
+    Scan,
+    deleted_at,
+    deletions,
+    missing,
+    reload_parts,
+)
 from publisher.diff import PageDiff, Rejection, Stored, StoredPage
+from publisher.events import ReloadData
 from publisher.pipeline import StepSpec, StepSummary
 from publisher.plan import plan_step, step_progress
 from publisher.records import Endpoint, Resource
@@ -149,3 +159,54 @@ def test_a_record_deleted_twice_in_two_lifetimes_gets_two_deletion_ids() -> None
     second = deletion_event(ctx, gone, NOW + timedelta(hours=2), known_until=NOW)
     assert first.id == again.id  # published again after a crash: a duplicate
     assert second.id != first.id
+
+
+# ----------------------------------------------------------------- reloads after a state loss
+
+
+def test_a_scan_yields_its_keys_in_ascending_order_across_buckets() -> None:
+    far = 7 * BUCKET_SIZE + 1
+    scan = scan_of([far, 5, BUCKET_SIZE + 2], [2, BUCKET_SIZE - 1])
+    assert list(scan.seen()) == [2, 5, BUCKET_SIZE - 1, BUCKET_SIZE + 2, far]
+
+
+def test_reload_parts_cover_every_key_exactly_once_and_list_each_seen_key() -> None:
+    seen = [3, 8, 9, 40, 41, 100]
+    parts = reload_parts(iter(seen), size=2)
+    assert [p.keys for p in parts] == [[3, 8], [9, 40], [41, 100]]
+    for key in range(-5, 120):
+        owners = [
+            p
+            for p in parts
+            if (p.lowest is None or key >= p.lowest) and (p.highest is None or key <= p.highest)
+        ]
+        assert len(owners) == 1, key
+        assert (key in owners[0].keys) == (key in seen)
+
+
+def test_a_reload_that_saw_nothing_is_one_part_without_bounds() -> None:
+    assert reload_parts(iter([])) == [ReloadPart(None, None, [])]
+
+
+def reload_data(keys: list[int], lowest: int | None = None, highest: int | None = None) -> Any:
+    return ReloadData(
+        channel_id=1,
+        resource=Resource.STOCK,
+        started_at=NOW,
+        lowest_key=lowest,
+        highest_key=highest,
+        keys=keys,
+        part=1,
+        parts=1,
+    )
+
+
+def test_a_reload_drops_only_held_records_outside_its_keys_changed_before_it_began() -> None:
+    before, after = microseconds(NOW) - 1, microseconds(NOW)
+    data = reload_data([10, 20], lowest=5, highest=30)
+    assert reload_drops(data, 15, before)  # in the span, not listed, older: gone
+    assert not reload_drops(data, 10, before)  # listed: still in the list
+    assert not reload_drops(data, 15, after)  # changed since the load began: its events decide
+    assert not reload_drops(data, 15, None)  # date unknown (a 1.0 position): kept
+    assert not reload_drops(data, 4, before) and not reload_drops(data, 31, before)  # elsewhere
+    assert reload_drops(reload_data([]), 10**12, before)  # no bounds: every key

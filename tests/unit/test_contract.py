@@ -29,7 +29,7 @@ from publisher.contract import (
     stale_schemas,
     write_schemas,
 )
-from publisher.events import CHANGED_TYPE, DELETED_TYPE, SCHEMA_MAJOR, EventType
+from publisher.events import CHANGED_TYPE, DELETED_TYPE, RELOADED_TYPE, SCHEMA_MAJOR, EventType
 from publisher.outgoing import message_properties
 from publisher.topology import ROUTES
 
@@ -142,6 +142,7 @@ def test_channels_name_the_routing_keys_and_exchanges_the_publisher_uses(route: 
         EventType.HEARTBEAT: topology.heartbeat_routing_key,
         **{kind: topology.changed_routing_key for kind in CHANGED_TYPE.values()},
         **{kind: topology.deleted_routing_key for kind in DELETED_TYPE.values()},
+        **{kind: topology.reloaded_routing_key for kind in RELOADED_TYPE.values()},
     }
     for resource in route.resources:
         address = channel["address"].format(channel_id=5, resource=resource.value)
