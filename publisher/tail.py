@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import orjson
 
 from publisher.consumer import follow
-from publisher.events import CHANGED_TYPE, DELETED_TYPE
+from publisher.events import CHANGED_TYPE, DELETED_TYPE, RELOADED_TYPE
 from publisher.records import Resource
 
 # What a terminal may act on: C0 and C1 controls (newline, escape ...), DEL, the Unicode line
@@ -65,6 +65,11 @@ def event_line(body: bytes | str) -> str:
     if kind == "record.rejected":
         where = f"{_get(data, 'resource')} key={_get(data, 'key')}"
         return f"{head} {where} reason={_get(data, 'reason')}"
+    if kind in RELOADED_TYPE.values():
+        keys = data.get("keys")
+        count = len(keys) if isinstance(keys, list) else shown(keys)
+        span = f"{_get(data, 'lowest_key')}..{_get(data, 'highest_key')}"
+        return f"{head} part={_get(data, 'part')}/{_get(data, 'parts')} keys={count} span={span}"
     what = f"key={_get(data, 'key')} {_get(data, 'operation')} seq={_get(data, 'sequence')}"
     return f"{head} {what} {_changes(kind, data)}"
 

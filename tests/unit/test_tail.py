@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
+from publisher.deletes import reload_parts
+from publisher.outgoing import EventContext, reload_events
+from publisher.records import Resource
 from publisher.tail import event_line, json_line
 
 # Every character a terminal may act on: C0 (newline, escape...), DEL, C1, line separators
@@ -130,3 +134,11 @@ def test_a_snapshot_reads_like_a_creation_and_a_deletion_shows_what_went() -> No
         b'"after":{"price":"1.00","currency_type":"TRY"}', b'"after":null'
     )
     assert event_line(gone).endswith("key=7 deleted seq=2 price=1.00, currency_type=TRY")
+
+
+def test_a_reload_event_is_one_line_with_its_part_and_how_many_keys() -> None:
+    ctx = EventContext(5, Resource.STOCK, "https://x/api/v1/channel/5", datetime.now(UTC))
+    parts = reload_parts(iter([1, 2, 3]), size=2)
+    first, last = (event_line(e.body) for e in reload_events(ctx, datetime.now(UTC), parts))
+    assert "stock.reloaded" in first and "part=1/2 keys=2 span=None..2" in first
+    assert "part=2/2 keys=1 span=3..None" in last
