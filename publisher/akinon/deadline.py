@@ -6,8 +6,9 @@ handshake, holds the request (and the step's lock) for as long as it likes; the 
 check (`body.read_body`) starts only once the headers are in. So each socket operation of a
 request is given the time left until the request's deadline at most, and one that starts
 past it fails at once: the operations run one after another, so their sum cannot pass the
-deadline. No thread watches the clock and nothing is closed late: the bound is the timeout
-of the operation that would have waited.
+deadline (a write, though, only slice by slice: see `WRITE_SLICE`). No thread watches the
+clock and nothing is closed late: the bound is the timeout of the operation that would
+have waited.
 
 The deadline belongs to the calling thread (httpx's sync client does a request's I/O in the
 thread that sends it): `bounded` sets it around one request, and the network backend that
@@ -24,31 +25,55 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Final, TypeVar
 
 import httpcore
 import httpx
 
 _T = TypeVar("_T")
-_local = threading.local()
+# httpcore sends a buffer in a loop of sends, each given the whole timeout: a server that
+# reads slowly would stretch one large write past the deadline, so writes go in slices.
+WRITE_SLICE: Final = 16_384
+
+
+class _Thread(threading.local):
+    """The calling thread's deadline: (when, the seconds it was set from), or None."""
+
+    def __init__(self) -> None:
+        # Set up front: looking up an attribute a thread-local lacks costs an exception.
+        self.bound: tuple[float, float] | None = None
+
+
+_local = _Thread()
 
 
 class DeadlinePassed(httpcore.TimeoutException):
     """The request's deadline passed; httpx raises it as an `httpx.TimeoutException`."""
 
 
-@contextmanager
-def bounded(seconds: float, started: float) -> Iterator[None]:
-    """Bound this thread's I/O in the block: none of it past `started + seconds`."""
-    outer = getattr(_local, "bound", None)
-    _local.bound = (started + seconds, seconds)
-    try:
-        yield
-    finally:
-        _local.bound = outer
+class bounded:  # lower case: read as a function, `with bounded(...)`
+    """Bound this thread's I/O in the block: none of it past `started + seconds`.
+
+    A class, not a generator context manager: it runs once per request, and costs less so.
+    """
+
+    __slots__ = ("_bound", "_outer")
+
+    def __init__(self, seconds: float, started: float) -> None:
+        self._bound = (started + seconds, seconds)
+        self._outer: tuple[float, float] | None = None
+
+    def __enter__(self) -> None:
+        self._outer = _local.bound
+        _local.bound = self._bound
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _local.bound = self._outer
 
 
 def passed(exc: BaseException) -> DeadlinePassed | None:
@@ -57,19 +82,19 @@ def passed(exc: BaseException) -> DeadlinePassed | None:
     return cause if isinstance(cause, DeadlinePassed) else None
 
 
-def _within(timeout: float | None, doing: str, operation: Callable[[float | None], _T]) -> _T:
-    """Run `operation` with `timeout`, or with the time left if the deadline comes first."""
-    bound: tuple[float, float] | None = getattr(_local, "bound", None)
+def _within(timeout: float | None, doing: str, operation: Callable[..., _T], *args: Any) -> _T:
+    """Run `operation(*args, timeout)`, or with the time left if the deadline comes first."""
+    bound = _local.bound
     if bound is None:
-        return operation(timeout)
+        return operation(*args, timeout)
     at, seconds = bound
     left = at - time.monotonic()
     if left <= 0:
         raise _late(seconds, doing)
     if timeout is not None and timeout <= left:
-        return operation(timeout)
+        return operation(*args, timeout)
     try:
-        return operation(left)
+        return operation(*args, left)
     except httpcore.TimeoutException as timed_out:
         raise _late(seconds, doing) from timed_out  # the time left ran out, not httpx's timeout
 
@@ -85,10 +110,12 @@ class _BoundedStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return _within(timeout, "before the answer was in", partial(self._stream.read, max_bytes))
+        return _within(timeout, "before the answer was in", self._stream.read, max_bytes)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        _within(timeout, "while sending the request", partial(self._stream.write, buffer))
+        for start in range(0, len(buffer), WRITE_SLICE):
+            piece = buffer[start : start + WRITE_SLICE] if len(buffer) > WRITE_SLICE else buffer
+            _within(timeout, "while sending the request", self._stream.write, piece)
 
     def close(self) -> None:
         self._stream.close()
@@ -99,8 +126,10 @@ class _BoundedStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        start = partial(self._stream.start_tls, ssl_context, server_hostname)
-        return _BoundedStream(_within(timeout, "during the TLS handshake", start))
+        start = self._stream.start_tls
+        return _BoundedStream(
+            _within(timeout, "during the TLS handshake", start, ssl_context, server_hostname)
+        )
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)

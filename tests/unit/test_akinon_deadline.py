@@ -21,6 +21,7 @@ class Recording(httpcore.NetworkStream):
 
     def __init__(self, *, slow: bool = False) -> None:
         self.timeouts: list[float | None] = []
+        self.written: list[int] = []
         self.slow = slow
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -31,6 +32,7 @@ class Recording(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self.timeouts.append(timeout)
+        self.written.append(len(buffer))
 
     def start_tls(
         self,
@@ -98,3 +100,14 @@ def test_the_time_left_running_out_is_the_deadline_not_a_timeout() -> None:
     with bounded(10.0, time.monotonic()), pytest.raises(httpcore.ReadTimeout) as caught:
         connection.read(10, timeout=5.0)  # httpx's timeout came first: its error stands
     assert not isinstance(caught.value, DeadlinePassed)
+
+
+def test_a_large_write_goes_in_slices_each_given_the_time_left() -> None:
+    stream = Recording()
+    connection = connect(stream)
+    with bounded(1.0, time.monotonic()):
+        connection.write(b"x" * 40_000, timeout=5.0)
+    assert stream.written == [16_384, 16_384, 7_232]
+    slices = stream.timeouts[1:]
+    assert all(t is not None and t <= 1.0 for t in slices)
+    assert slices == sorted(slices, reverse=True)  # each slice gets what is left, no more
