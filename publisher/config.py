@@ -183,7 +183,9 @@ class Settings(BrokerSettings):
         description="Largest answer read, on the wire and once decompressed (bytes).",
     )
     akinon_request_deadline_seconds: float = Field(
-        120.0, gt=0, description="Wall-clock bound on one request, its whole body included."
+        120.0,
+        gt=0,
+        description="Wall-clock bound on one whole request: connect, TLS, send, headers, body.",
     )
     akinon_max_in_flight: int = Field(
         16,

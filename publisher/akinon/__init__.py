@@ -9,7 +9,8 @@ What this client takes care of, so nothing above it has to:
 - both list shapes on every list endpoint (a plain array, or ``{count, next, previous,
   results}``), paging with ``page``/``limit``, with several pages in flight (a window
   that adapts like TCP's) handed over in page order;
-- bounds on every answer (bytes, decompressed bytes, a wall-clock deadline) and, if set,
+- bounds on every answer (bytes, decompressed bytes) and on every request (a wall-clock
+  deadline over connect, TLS, send, headers and body; `deadline`) and, if set,
   on the requests per second a worker process sends to the host;
 - the token only ever goes to the scheme, host and port of the base URL: a ``next`` link
   elsewhere is refused before any request to it, and redirects are never followed;

@@ -4,7 +4,8 @@ Without them one answer can take a worker down: an endless chunked body grows wi
 a 200 KB gzip bomb inflates to gigabytes, and a server that drips a byte every few seconds
 never trips the read timeout (which bounds each read, not the whole answer). So the body is
 read raw, in small chunks, and inflated here with a cap on each chunk's output (zlib's
-`max_length`), never past the bound; the deadline is checked as bytes arrive, and a server
+`max_length`), never past the bound; the deadline is checked as bytes arrive (and no socket
+read waits past it, `deadline`: what bounds the status line and headers too), and a server
 silent for longer than the read timeout is cut by that timeout.
 
 We ask only for gzip and deflate (`ACCEPT_ENCODING`); a body in another coding is a bad body.

@@ -2,10 +2,10 @@
 
 Longer than the package's other modules (about 600 lines) for a reason: it is the one
 place that turns Akinon's endpoints (pages, price retrieves, batch requests) into calls
-with one retry loop, one login-once-on-401 rule and one bounded body read. The parts that
+with one retry loop, one login-once-on-401 rule and one bounded request. The parts that
 stand alone live beside it: paging and its shapes (`paging`), pages in flight (`flight`,
-`window`), pacing (`pacing`), bounded bodies (`body`), tokens (`auth`), error translation
-(`errors`).
+`window`), pacing (`pacing`), bounded bodies (`body`), the whole request's deadline
+(`deadline`), tokens (`auth`), error translation (`errors`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from publisher.akinon.body import (
     TooLarge,
     read_body,
 )
+from publisher.akinon.deadline import bounded, install
 from publisher.akinon.errors import (
     Cancelled,
     NotFound,
@@ -88,6 +89,12 @@ class AkinonClient:
 
     One keep-alive `httpx.Client` serves every request; close the client when done (or use
     it as a context manager). Safe to share between threads.
+
+    Each request is bounded by `request_deadline` seconds of wall-clock time as a whole:
+    connecting, the TLS handshake, sending, the status line and headers, and the body (no
+    socket wait goes past it, `deadline`); `timeout` bounds each wait on its own, and
+    `max_response_bytes` the body's size. A request past its deadline is retried like any
+    timeout, and fails as `AkinonUnavailable` when the retries run out.
     """
 
     def __init__(
@@ -155,6 +162,8 @@ class AkinonClient:
             trust_env=trust_env,
             verify=tls_context(ca_bundle),
         )
+        # The request deadline bounds connect, TLS, send and headers too, not the body alone.
+        install(self._http)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> AkinonClient:
@@ -464,7 +473,11 @@ class AkinonClient:
         decode: Callable[[bytes], Any] = orjson.loads,
         window: Window | None = None,
     ) -> Any:
-        """Make one attempt: wait for its turn, send, check the status, decode the body."""
+        """Make one attempt: wait for its turn, send, check the status, decode the body.
+
+        From sending on, the attempt is bounded by the request deadline as a whole (connect,
+        TLS, send, headers: `deadline.bounded`; the body: `read_body`, which checks it too).
+        """
         headers = {} if token is None else {"Authorization": f"Token {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
@@ -474,6 +487,7 @@ class AkinonClient:
         started = time.monotonic()
         try:
             with (
+                bounded(self._bounds.deadline_seconds, started),
                 httpx_boundary(where),
                 self._http.stream(method, url, headers=headers, content=content) as response,
             ):

@@ -17,6 +17,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from publisher.akinon.deadline import passed
 from publisher.backoff import parse_retry_after
 from publisher.errors import (
     AkinonBadResponse,
@@ -97,6 +98,9 @@ def httpx_boundary(where: Where) -> Iterator[None]:
 
 def translate(exc: Exception, where: Where) -> Exception:
     """Map one httpx exception to a retry signal (may pass) or a protocol error (will not)."""
+    late = passed(exc)
+    if late is not None:  # said as the body's deadline says it, not as a timeout of httpx
+        return Retry(str(late))
     cause = f"{type(exc).__name__}: {exc}"
     unverified = _certificate_error(exc)
     if unverified is not None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import socket
 import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,110 @@ def test_a_slow_drip_body_ends_at_the_request_deadline(make: Callable[..., Akino
     with pytest.raises(AkinonUnavailable, match="deadline"):
         scan(client)
     assert time.monotonic() - started < 2.0
+
+
+@contextmanager
+def dripping(opening: bytes, drop: bytes, lasting: float = 8.0) -> Iterator[str]:
+    """Serve on loopback: read what the client sends, answer `opening`, then `drop` every 0.2 s.
+
+    Each drop comes well within the client's read timeout, so only a deadline on the whole
+    request ends it; after `lasting` seconds the server hangs up (a test without that
+    deadline fails then instead of hanging). Yields the server's address.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = threading.Event()
+    served: list[threading.Thread] = []
+
+    def drip(conn: socket.socket) -> None:
+        until = time.monotonic() + lasting
+        with conn:
+            try:
+                conn.recv(65_536)
+                conn.sendall(opening)
+                while not done.wait(0.2) and time.monotonic() < until:
+                    conn.sendall(drop)
+            except OSError:
+                return  # the client hung up
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            served.append(threading.Thread(target=drip, args=(conn,), daemon=True))
+            served[-1].start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        acceptor.join()
+        for thread in served:
+            thread.join()
+        listener.close()
+
+
+def deadline_client(url: str) -> AkinonClient:
+    # Timeouts far above the drip's pauses and the deadline: only the deadline can end it.
+    return AkinonClient(
+        url,
+        token="t0ken",
+        token_cache=TokenCache(),
+        timeout=5.0,
+        request_deadline=1.0,
+        max_retries=0,
+    )
+
+
+def test_a_header_drip_ends_at_the_request_deadline() -> None:
+    with (
+        dripping(b"HTTP/1.1 200 OK\r\n", b"X") as address,
+        deadline_client(f"http://{address}") as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(AkinonUnavailable, match="request deadline of 1 s passed") as caught:
+            client.channel(5)
+        assert time.monotonic() - started < 3.0
+    assert "t0ken" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_tls_preamble_drip_ends_at_the_request_deadline() -> None:
+    # A TLS handshake record announced 16 KB long, then a byte at a time.
+    with (
+        dripping(b"\x16\x03\x03\x40\x00", b"\x00") as address,
+        deadline_client(f"https://{address}") as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(AkinonUnavailable, match="request deadline of 1 s passed"):
+            client.channel(5)
+        assert time.monotonic() - started < 3.0
+
+
+def test_a_drip_through_a_proxy_from_the_environment_ends_at_the_deadline_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with dripping(b"HTTP/1.1 200 OK\r\n", b"X") as address:
+        monkeypatch.setenv("HTTP_PROXY", f"http://{address}")
+        # Nothing listens on port 9: an answer can only come through the proxy.
+        with (
+            AkinonClient(
+                "http://127.0.0.1:9",
+                token="t0ken",
+                token_cache=TokenCache(),
+                timeout=5.0,
+                request_deadline=1.0,
+                max_retries=0,
+                trust_env=True,
+            ) as client,
+            pytest.raises(AkinonUnavailable, match="request deadline of 1 s passed"),
+        ):
+            client.channel(5)
 
 
 def test_bounds_have_settings_with_sane_defaults() -> None:
