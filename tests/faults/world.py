@@ -154,24 +154,22 @@ class Counts:
     freezes: int = 0
     events_applied: int = 0
     copies_seen: int = 0
-    # Known limits (see `Unknowable`): deletions no step could find, tolerated and counted.
+    # Known limit (see `Unknowable`): deletions no step could find, tolerated and counted.
     deletes_after_state_loss: int = 0
-    deletes_never_committed: int = 0
 
 
 class Unknowable:
     """Why a record the oracle still holds had a deletion the publisher could not see.
 
-    Deletes are found by comparing a complete scan with the keys in the publisher's state,
-    so a record deleted while it has no stored version is never announced:
-    - `STATE_LOST`: its state was lost (issue 17, item 13) before a scan saw it gone;
-    - `NEVER_COMMITTED`: a step published it (the broker routed the event) but failed
-      before the confirm came back, so committed nothing; the record was deleted before a
-      later step committed it.
+    Deletes are found by comparing a complete scan with the keys in the publisher's state
+    and in its journal of versions sent but not committed, so a record deleted while it has
+    neither is never announced:
+    - `STATE_LOST`: its state was lost (issue 17, item 13) before a scan saw it gone.
+    (A record a step published and failed to commit is in the journal: its delete is
+    found, and no longer tolerated.)
     """
 
     STATE_LOST = "state lost"
-    NEVER_COMMITTED = "published, never committed"
 
 
 class World:
@@ -285,11 +283,8 @@ class World:
             return
         pk = keys[slot % len(keys)]
         stored = self.healthy.state.load(self.channel_id, resource, [pk])
-        if stored.current(pk) is None:
-            lost = resource in self._state_lost
-            self.unknowable[resource, pk] = (
-                Unknowable.STATE_LOST if lost else Unknowable.NEVER_COMMITTED
-            )
+        if stored.current(pk) is None and resource in self._state_lost:
+            self.unknowable[resource, pk] = Unknowable.STATE_LOST
         self.sandbox.catalog.delete(self.channel_id, resource, pk)
 
     # -- Akinon --------------------------------------------------------------------------------
@@ -477,7 +472,6 @@ class World:
             lost = self._compare()
         oracle.problems.lost += lost
         self.counts.deletes_after_state_loss += self._ghosts.get(Unknowable.STATE_LOST, 0)
-        self.counts.deletes_never_committed += self._ghosts.get(Unknowable.NEVER_COMMITTED, 0)
         self.counts.events_applied = oracle.applied
         self.counts.copies_seen = oracle.copies
         found = oracle.problems.lines()
