@@ -18,15 +18,22 @@ deletes of that time cannot be told. The load that follows ends with the keys it
 A share of the tracked records vanishing at once that is implausible (an API glitch, a
 list filter changed by mistake) is held back by `DeleteGuard`: nothing is published or
 forgotten until an operator releases it, so a bad read cannot wipe a downstream catalog.
+
+A record can also be held downstream without a stored version: a step sent its page and
+failed before committing it (the broker took the events, Redis did not take the commit).
+So before a page is sent, its versions are written down as `Pending` (a journal the state
+store keeps beside the state, emptied by the commit); a pending key a complete scan did
+not see has vanished too, and its deletion follows the pending version, the newest one
+published (`deletions`), dated after it (`newest_published`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from publisher.diff import Deletion, PageDiff, StoredPage
+from publisher.diff import Change, Deletion, PageDiff, StoredPage
 from publisher.pages import RecordPage
 from publisher.topology import BUCKET_SIZE
 
@@ -130,19 +137,73 @@ def reload_parts(seen: Iterator[int], size: int = RELOAD_PART_KEYS) -> list[Relo
     return parts
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A version published (or about to be) but not committed: consumers may hold it.
+
+    Written down for every change of a page before the page is sent, removed when a commit
+    stores the key (or forgets it); one that remains was sent by a step that failed before
+    its commit. `modified` is its page's newest `modified_date`: a deletion is dated after.
+    """
+
+    sequence: int
+    canonical: bytes
+    modified: datetime
+
+    @classmethod
+    def decode(cls, entry: bytes) -> Pending:
+        """Read an entry as `journal_entries` writes it: `<sequence>|<modified>|<canonical>`."""
+        sequence, modified, canonical = entry.split(b"|", 2)
+        moment = datetime.fromisoformat(modified.decode())
+        # A date without an offset is UTC, as the watermark reads it (`publisher.plan`).
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return cls(int(sequence), canonical, aware)
+
+
+def journal_entries(changes: Sequence[Change], newest_modified: str | None) -> dict[int, bytes]:
+    """Return the journal entries of a page's changes: key -> `Pending`, encoded.
+
+    Dated with the page's newest `modified_date` (a valid date, not later than any that
+    becomes the watermark), not each record's: one text a page, as cheap as the watermark.
+    """
+    if not changes:
+        return {}
+    if newest_modified is None:  # a change has a valid date, so the page has one: not seen
+        newest_modified = max(c.record.modified_date for c in changes).isoformat()
+    when = newest_modified.encode()
+    return {c.key: b"%d|%s|%s" % (c.sequence, when, c.after) for c in changes}
+
+
 def missing(tracked_keys: Sequence[int], scan: Scan) -> list[int]:
     """Return the tracked keys the scan did not see."""
     return [key for key in tracked_keys if key not in scan]
 
 
-def deletions(keys: Sequence[int], stored: StoredPage) -> list[Deletion]:
-    """Return the deletion of each vanished key that still has a stored version."""
+def deletions(
+    keys: Sequence[int], stored: StoredPage, pending: Mapping[int, Pending] | None = None
+) -> list[Deletion]:
+    """Return the deletion of each vanished key that has a stored or a pending version.
+
+    Of the two, the one with the higher sequence was published last (a pending one on a
+    tie: a commit removes the entry of what it stored); the deletion comes one after it.
+    """
+    pending = pending or {}
     found = []
     for key in keys:
-        version = stored.current(key)
-        if version is not None:
+        version, sent = stored.current(key), pending.get(key)
+        if sent is not None and (version is None or sent.sequence >= version.sequence):
+            found.append(Deletion(key, sent.sequence + 1, sent.canonical))
+        elif version is not None:
             found.append(Deletion(key, version.sequence + 1, version.canonical))
     return found
+
+
+def newest_published(newest_seen: datetime | None, pending: Iterable[Pending]) -> datetime | None:
+    """Return the newest `modified_date` published: committed (`newest_seen`) or pending."""
+    dates = [p.modified for p in pending]
+    if newest_seen is not None:
+        dates.append(newest_seen)
+    return max(dates, default=None)
 
 
 def deleted_at(observed_at: datetime, newest_seen: datetime | None) -> datetime:

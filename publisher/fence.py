@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from publisher.deletes import Pending
 from publisher.diff import Change, Deletion, Rejection, StoredPage
 from publisher.lock import StepLock
 from publisher.outgoing import OutgoingEvent
@@ -82,6 +83,18 @@ class FencedState:
         if deletions:
             self._lock.ensure()
         self._state.forget(channel_id, resource, deletions)
+
+    def write_pending(
+        self, channel_id: int, resource: Resource, entries: Mapping[int, bytes]
+    ) -> None:
+        """Write down versions about to be sent, if the step still holds its lock."""
+        if entries:
+            self._lock.ensure()
+        self._state.write_pending(channel_id, resource, entries)
+
+    def read_pending(self, channel_id: int, resource: Resource) -> dict[int, Pending]:
+        """Return key -> version sent but never committed."""
+        return self._state.read_pending(channel_id, resource)
 
     def keys(self, channel_id: int, resource: Resource) -> list[int]:
         """Return every key with a stored state."""

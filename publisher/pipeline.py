@@ -36,10 +36,13 @@ from publisher.acks import acknowledge, acks_of, recover
 from publisher.bounds import MAX_RECORD_BYTES, latest_date
 from publisher.deletes import (
     DeleteGuard,
+    Pending,
     Scan,
     deleted_at,
     deletions,
+    journal_entries,
     missing,
+    newest_published,
     reload_parts,
 )
 from publisher.diff import (
@@ -252,11 +255,25 @@ def sync_step(
                 summary = replace(summary, date_filter_ignored=True)
             if in_flight is not None:
                 summary = _finish(spec, state, publisher, in_flight, summary, on_page)
-            in_flight = (page, publisher.send(page.events))
+            in_flight = (page, _send(spec, state, publisher, page))
     if in_flight is not None:
         summary = _finish(spec, state, publisher, in_flight, summary, on_page)
     summary = _end_scan(spec, ctx, state, publisher, scan, summary)
     return replace(summary, duration_seconds=time.monotonic() - started)
+
+
+def _send(spec: StepSpec, state: StateStore, publisher: EventPublisher, page: PreparedPage) -> int:
+    """Write the page's new versions down as pending, then send its events; return the ticket.
+
+    Written after the page before was committed (its commit removes its own keys' entries),
+    and before anything is sent: a step that fails between this send and the page's commit
+    leaves them behind, so a complete scan can still publish their deletion (`_vanished`).
+    """
+    diff = page.diff
+    if diff.changes:
+        entries = journal_entries(diff.changes, diff.newest_modified)
+        state.write_pending(spec.channel_id, spec.resource, entries)
+    return publisher.send(page.events)
 
 
 def _pages(spec: StepSpec, source: ChangeSource) -> Iterator[RecordPage]:
@@ -421,15 +438,12 @@ def _delete_vanished(
 ) -> StepSummary:
     """After a complete scan: publish the deletion of what vanished, then forget it."""
     channel_id, resource = spec.channel_id, spec.resource
-    tracked, present = state.tracked(channel_id, resource), scan.tracked_seen()
-    if tracked == present and not spec.reconcile:
+    found = _vanished(spec, state, scan)
+    if found is None:
         return summary
-    every_key = state.keys(channel_id, resource)
-    if len(every_key) != tracked:  # the kept count drifted: the keys themselves are right
-        state.write_meta(channel_id, resource, {"tracked": str(len(every_key))})
-    vanished = missing(every_key, scan)
+    vanished, candidates, pending = found
     summary = replace(summary, reconciled=True)
-    if spec.delete_guard.holds(len(vanished), len(every_key)):
+    if spec.delete_guard.holds(len(vanished), candidates):
         log.error(
             "deletes held channel=%s resource=%s vanished=%d tracked=%d: more than the "
             "delete guard believes; nothing was published or forgotten (release them with "
@@ -437,18 +451,43 @@ def _delete_vanished(
             channel_id,
             resource.value,
             len(vanished),
-            len(every_key),
+            candidates,
         )
         return replace(summary, deletes_held=len(vanished))
-    when = deleted_at(ctx.observed_at, spec.newest_seen)
+    sent = [pending[key] for key in vanished if key in pending]
+    when = deleted_at(ctx.observed_at, newest_published(spec.newest_seen, sent))
     for start in range(0, len(vanished), DELETE_BATCH):
         batch = vanished[start : start + DELETE_BATCH]
-        gone = deletions(batch, state.load(channel_id, resource, batch))
+        gone = deletions(batch, state.load(channel_id, resource, batch), pending)
         _publish_deletions(ctx, state, publisher, gone, when, spec.newest_seen)
         summary = replace(
             summary, deleted=summary.deleted + len(gone), published=summary.published + len(gone)
         )
     return summary
+
+
+def _vanished(
+    spec: StepSpec, state: StateStore, scan: Scan
+) -> tuple[list[int], int, dict[int, Pending]] | None:
+    """Return the keys a complete scan no longer saw, how many keys could have vanished,
+    and the pending versions; None when nothing vanished (the usual case: no keys read).
+
+    The candidates are the stored keys and the pending ones (sent by a step that failed
+    before committing them: consumers may hold them). Every stored key is read when the
+    tracked count disagrees with the scan, when a reconciliation is due, or when a pending
+    key was not seen.
+    """
+    channel_id, resource = spec.channel_id, spec.resource
+    tracked, present = state.tracked(channel_id, resource), scan.tracked_seen()
+    pending = state.read_pending(channel_id, resource)
+    unseen = missing(list(pending), scan)
+    if tracked == present and not spec.reconcile and not unseen:
+        return None
+    every_key = state.keys(channel_id, resource)
+    if len(every_key) != tracked:  # the kept count drifted: the keys themselves are right
+        state.write_meta(channel_id, resource, {"tracked": str(len(every_key))})
+    candidates = sorted(set(every_key).union(pending))
+    return missing(candidates, scan), len(candidates), pending
 
 
 def _publish_deletions(

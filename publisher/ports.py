@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from publisher.deletes import Pending
 from publisher.diff import Change, Deletion, Rejection, StoredPage
 from publisher.outgoing import OutgoingEvent
 from publisher.pages import RecordPage
@@ -100,6 +101,18 @@ class StateStore(Protocol):
 
     def forget(self, channel_id: int, resource: Resource, deletions: Sequence[Deletion]) -> None:
         """Remove records whose deletion was published, all or nothing per call."""
+        ...
+
+    def write_pending(
+        self, channel_id: int, resource: Resource, entries: Mapping[int, bytes]
+    ) -> None:
+        """Write down versions before they are sent (key -> `Pending`, encoded by
+        `publisher.deletes.journal_entries`); a commit (or forget) of a key removes its
+        entry, so what remains was sent by a step that failed before committing it."""
+        ...
+
+    def read_pending(self, channel_id: int, resource: Resource) -> dict[int, Pending]:
+        """Return key -> version sent but never committed (`write_pending`)."""
         ...
 
     def keys(self, channel_id: int, resource: Resource) -> list[int]:

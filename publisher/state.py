@@ -13,6 +13,15 @@ last read or written (split as its page loaded them, if no commit changed them s
 else decoded again, which is cheap with LZ4) and sends them, with the page's bookkeeping,
 to a script (`state_commit.lua`) that writes them only if every bucket still holds what
 the merge started from: one round trip, and it never overwrites what it did not read.
+
+Beside the state, a journal (`topology.pending`, a hash of key -> `deletes.Pending`) holds
+the versions a step sent but has not committed yet: a read-only step writes a page's down
+before sending it, and the commit script removes them as it stores them (a deletion's
+forget too). Whatever remains was sent by a step that failed between its send and its
+commit, so consumers may hold records the state does not know; a complete scan that no
+longer sees one publishes its deletion (`publisher.deletes`). It holds at most the pages
+of such failed steps, and is empty in the steady state (a page without changes writes
+nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from redis.typing import EncodableT, FieldT
 
 from publisher import topology
 from publisher.buckets import Bucket
+from publisher.deletes import Pending
 from publisher.diff import Change, Deletion, Rejection, Stored, StoredPage, report_key
 from publisher.errors import StateStoreError
 from publisher.records import Resource
@@ -190,6 +200,7 @@ class RedisStateStore:
             *names,
             topology.rejected(channel_id, resource),
             topology.meta(channel_id, resource),
+            topology.pending(channel_id, resource),
         ]
         pairs = [item for key, digest in reported.items() for item in (key, digest)]
         bookkeeping = [tracked, len(reported), *pairs, *versions]
@@ -212,6 +223,24 @@ class RedisStateStore:
             f"state buckets of channel {channel_id} {resource.value} kept changing during a "
             f"commit ({_COMMIT_ATTEMPTS} attempts): is another process writing them?"
         )
+
+    def write_pending(
+        self, channel_id: int, resource: Resource, entries: Mapping[int, bytes]
+    ) -> None:
+        """Write down versions about to be sent (one HSET); the commit removes them.
+
+        `entries` are key -> `deletes.Pending` as `deletes.journal_entries` encodes them.
+        """
+        if entries:
+            mapping: dict[FieldT, EncodableT] = dict(entries.items())
+            with _translated("write"):
+                self._redis.hset(topology.pending(channel_id, resource), mapping=mapping)
+
+    def read_pending(self, channel_id: int, resource: Resource) -> dict[int, Pending]:
+        """Return key -> version sent but never committed (empty in the steady state)."""
+        with _translated("read"):
+            raw = self._redis.hgetall(topology.pending(channel_id, resource))
+        return {int(_text(key)): Pending.decode(_blob(entry)) for key, entry in raw.items()}
 
     def keys(self, channel_id: int, resource: Resource) -> list[int]:
         """Return every tracked key, ascending: a scan of the keyspace (for reconciliation)."""
@@ -313,6 +342,7 @@ class MemoryStateStore:
         self._rejected: dict[tuple[int, Resource], dict[int | str, str]] = defaultdict(dict)
         self._meta: dict[tuple[int, Resource], dict[str, str]] = defaultdict(dict)
         self._batches: dict[tuple[int, Resource], dict[str, bytes]] = defaultdict(dict)
+        self._pending: dict[tuple[int, Resource], dict[int, bytes]] = defaultdict(dict)
 
     def load(self, channel_id: int, resource: Resource, record_keys: Collection[int]) -> StoredPage:
         """Return the stored state of those keys that have one."""
@@ -341,6 +371,7 @@ class MemoryStateStore:
             for change in changes:
                 self._state[where][change.key] = Stored(change.sequence, change.after)
                 self._rejected[where].pop(change.key, None)
+                self._pending[where].pop(change.key, None)
             for rejection in rejections:
                 self._rejected[where][report_key(rejection)] = rejection.digest
 
@@ -351,6 +382,20 @@ class MemoryStateStore:
             for deletion in deletions:
                 self._state[where].pop(deletion.key, None)
                 self._rejected[where].pop(deletion.key, None)
+                self._pending[where].pop(deletion.key, None)
+
+    def write_pending(
+        self, channel_id: int, resource: Resource, entries: Mapping[int, bytes]
+    ) -> None:
+        """Write down versions about to be sent (`deletes.journal_entries`); commits remove them."""
+        with self._lock:
+            self._pending[(channel_id, resource)].update(entries)
+
+    def read_pending(self, channel_id: int, resource: Resource) -> dict[int, Pending]:
+        """Return key -> version sent but never committed."""
+        with self._lock:
+            entries = self._pending[(channel_id, resource)]
+            return {key: Pending.decode(entry) for key, entry in entries.items()}
 
     def keys(self, channel_id: int, resource: Resource) -> list[int]:
         """Return every tracked key, ascending."""

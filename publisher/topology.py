@@ -7,6 +7,7 @@ Nothing else in the package spells one of these names; everything looks them up 
                          akp:{<channel>:<resource>}:meta         step bookkeeping
                          akp:{<channel>:<resource>}:lock         single-flight lock
                          akp:{<channel>:<resource>}:batches      our open batch requests
+                         akp:{<channel>:<resource>}:pending      versions sent, not committed
     Redis, consumer kit  akc:{<queue>}:<channel>:<stream>:<n>    last applied events
     exchanges            akinon.<resource>   topic, durable, alternate akinon.unrouted
                          akinon.rejected     topic, durable, alternate akinon.unrouted
@@ -88,6 +89,11 @@ def meta(channel_id: int, resource: Resource) -> str:
 def batches(channel_id: int, resource: Resource) -> str:
     """Return the hash of batch pk -> journal entry of our open batch requests."""
     return f"{_tag(channel_id, resource)}:batches"
+
+
+def pending(channel_id: int, resource: Resource) -> str:
+    """Return the hash of record key -> version sent but not yet committed (the journal)."""
+    return f"{_tag(channel_id, resource)}:pending"
 
 
 def lock(channel_id: int, resource: Resource) -> str:

@@ -44,16 +44,26 @@ def _published(settings: Settings, channel_id: int, resource: Resource, key: int
     try:
         stored = store.load(channel_id, resource, [key]).get(key)
         rejected = store.load_rejected(channel_id, resource, [key]).get(key)
+        sent = store.read_pending(channel_id, resource).get(key)
     finally:
         store.close()
+    # A version a failed step sent and never committed (the state's journal), if any.
+    uncommitted = None
+    if sent is not None:
+        uncommitted = {"sequence": sent.sequence, "fingerprint": digest(sent.canonical)}
     if stored is None:
-        return {"state": "never published", "last_rejected_digest": rejected}
+        return {
+            "state": "never published",
+            "last_rejected_digest": rejected,
+            "sent_not_committed": uncommitted,
+        }
     return {
         "state": "published",
         "sequence": stored.sequence,
         "fingerprint": digest(stored.canonical),
         "content": content_of(resource, stored.canonical),
         "last_rejected_digest": rejected,
+        "sent_not_committed": uncommitted,
     }
 
 
@@ -68,6 +78,11 @@ def _lines(payload: dict[str, Any]) -> list[str]:
     if published["state"] == "published":
         lines.append(f"  sequence={published['sequence']} fingerprint={published['fingerprint']}")
         lines.append(f"  content: {orjson.dumps(published['content']).decode()}")
+    sent = published.get("sent_not_committed")
+    if sent:
+        lines.append(
+            f"  sent, not committed: sequence={sent['sequence']} fingerprint={sent['fingerprint']}"
+        )
     if published["last_rejected_digest"]:
         lines.append(f"  last rejected content digest: {published['last_rejected_digest']}")
     return lines

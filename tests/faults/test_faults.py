@@ -144,18 +144,13 @@ def play(world: World, sequence: Sequence) -> None:
         )
 
 
-# -- the known limits, as the shortest sequences that show them -----------------------------
-
-# The random sequences tolerate these two (and count them: `Counts`); here they must fail.
-DELETE_FINDING = (
-    "deletes are found by comparing a complete scan with the publisher's stored keys, so a "
-    "record deleted while it has no stored version is never announced; the consumer keeps it"
-)
+# -- what were known limits, as the shortest sequences that showed them -------------------
+# Deletes are found by comparing a complete scan with what the publisher remembers; a record
+# deleted while it remembered nothing of it was never announced. Both cases are closed now.
 
 
 def test_a_delete_not_yet_seen_when_the_state_is_lost_reaches_the_consumer(world: World) -> None:
     """The load after the loss ends with a reload event; the oracle drops the deleted record."""
-    world.tolerate_unknowable = False
     play(
         world,
         Sequence(2, (Step(Resource.STOCK), Delete(Resource.STOCK, 0), LoseState(Resource.STOCK))),
@@ -163,16 +158,10 @@ def test_a_delete_not_yet_seen_when_the_state_is_lost_reaches_the_consumer(world
     assert world.oracle.swept == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="issue 17 (fault suite finding): a step that published a page and failed before "
-    "its commit leaves records held downstream that the state does not know; " + DELETE_FINDING,
-)
 def test_a_delete_after_a_published_but_uncommitted_page_reaches_the_consumer(
     world: World,
 ) -> None:
-    world.tolerate_unknowable = False
+    """The page's versions were journalled before it was sent: the scan finds the delete."""
     commit_fails = LinkFault("cut", on_command="EVALSHA")  # Redis dies as the page commits
     play(world, Sequence(1, (Step(Resource.STOCK, redis=commit_fails), Delete(Resource.STOCK, 0))))
 

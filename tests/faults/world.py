@@ -154,24 +154,8 @@ class Counts:
     freezes: int = 0
     events_applied: int = 0
     copies_seen: int = 0
-    # Known limits (see `Unknowable`): deletions no step could find, tolerated and counted.
-    deletes_after_state_loss: int = 0
-    deletes_never_committed: int = 0
-
-
-class Unknowable:
-    """Why a record the oracle still holds had a deletion the publisher could not see.
-
-    Deletes are found by comparing a complete scan with the keys in the publisher's state,
-    so a record deleted while it has no stored version is never announced:
-    - `STATE_LOST`: its state was lost (issue 17, item 13) before a scan saw it gone;
-    - `NEVER_COMMITTED`: a step published it (the broker routed the event) but failed
-      before the confirm came back, so committed nothing; the record was deleted before a
-      later step committed it.
-    """
-
-    STATE_LOST = "state lost"
-    NEVER_COMMITTED = "published, never committed"
+    # Records a reload event (the load after a state loss) made the oracle delete.
+    reload_deletes: int = 0
 
 
 class World:
@@ -196,10 +180,6 @@ class World:
         self._channel_ids = channel_ids
         self.channel_id = 0
         self.resources: list[Resource] = []
-        self.unknowable: dict[tuple[Resource, int], str] = {}
-        self._state_lost: set[Resource] = set()
-        # Tolerate (and count) the deletes no step can find (`Unknowable`), or fail on them.
-        self.tolerate_unknowable = True
         # Drain the work queue (inserts_or_updates), acknowledging, instead of reading lists.
         self.acknowledge = False
         self._quick_client = edge.akinon(sandbox.url, quick=True)
@@ -222,8 +202,6 @@ class World:
         self.channel_id = next(self._channel_ids)
         self.oracle.channels.add(self.channel_id)
         self.resources = sequence.resources
-        self.unknowable = {}
-        self._state_lost = set()
         catalog = self.sandbox.catalog
         catalog.add_channel(self.channel_id, sequence.size)
         for resource in Resource:
@@ -279,17 +257,11 @@ class World:
         self.history.saw(self.channel_id, resource, record)
 
     def delete(self, resource: Resource, slot: int) -> None:
-        """Delete a record, if the list has any (noting if no step can find out)."""
+        """Delete a record, if the list has any."""
         keys = self._keys(resource)
         if not keys:
             return
         pk = keys[slot % len(keys)]
-        stored = self.healthy.state.load(self.channel_id, resource, [pk])
-        if stored.current(pk) is None:
-            lost = resource in self._state_lost
-            self.unknowable[resource, pk] = (
-                Unknowable.STATE_LOST if lost else Unknowable.NEVER_COMMITTED
-            )
         self.sandbox.catalog.delete(self.channel_id, resource, pk)
 
     # -- Akinon --------------------------------------------------------------------------------
@@ -425,7 +397,6 @@ class World:
 
     def lose_state(self, resource: Resource) -> None:
         """Delete every Redis key of the list's state (the next load ends with reload events)."""
-        self._state_lost.add(resource)
         found = list(self.redis.scan_iter(match=topology.state_pattern(self.channel_id, resource)))
         if found:
             self.redis.delete(*found)
@@ -448,21 +419,12 @@ class World:
         raise AssertionError(f"the publisher did not settle in {rounds} rounds of steps")
 
     def _compare(self) -> list[str]:
-        """Return what differs between the oracle and the sandbox, less the known limits."""
+        """Return what differs between the oracle and the sandbox: every difference is lost."""
         catalog = self.sandbox.catalog
         lost = []
-        self._ghosts: dict[str, int] = {}
         for resource in self.resources:
             served = catalog.records(self.channel_id, resource)
-            present = {r[resource.key_field] for r in served}
-            for key, line in self.oracle.compare(self.channel_id, resource, served):
-                why = self.unknowable.get((resource, key))
-                # A state loss is no excuse any more: reload events announce those deletes.
-                tolerated = why is not None and why != Unknowable.STATE_LOST
-                if tolerated and key not in present and self.tolerate_unknowable:
-                    self._ghosts[why] = self._ghosts.get(why, 0) + 1
-                else:
-                    lost.append(line)
+            lost += [line for _, line in self.oracle.compare(self.channel_id, resource, served)]
         return lost
 
     def verdict(self) -> list[str]:
@@ -474,8 +436,7 @@ class World:
             oracle.drain(quiet=1.0)
             lost = self._compare()
         oracle.problems.lost += lost
-        self.counts.deletes_after_state_loss += self._ghosts.get(Unknowable.STATE_LOST, 0)
-        self.counts.deletes_never_committed += self._ghosts.get(Unknowable.NEVER_COMMITTED, 0)
+        self.counts.reload_deletes = oracle.swept
         self.counts.events_applied = oracle.applied
         self.counts.copies_seen = oracle.copies
         found = oracle.problems.lines()

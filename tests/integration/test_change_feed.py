@@ -17,16 +17,20 @@ import redis
 
 from examples.erp_connector import ErpConnector
 from publisher import topology
+from publisher.akinon import AkinonClient
 from publisher.consumer import Subscription, change_patterns
-from publisher.errors import AkinonProtocolError
+from publisher.errors import AkinonProtocolError, StateStoreError
 from publisher.pipeline import StepSpec, StepSummary
+from publisher.publish import KombuPublisher
 from publisher.records import Endpoint, Resource
 from publisher.sandbox import SandboxServer
 from publisher.service import Edges, run_snapshot, run_step
 from publisher.snapshot import SnapshotSpec
+from publisher.state import RedisStateStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.integration.collect import Collector
 from tests.integration.conftest import EdgesFactory, ErpFactory
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +128,55 @@ def test_a_deleted_record_is_published_once_then_forgotten(
     assert datetime.fromisoformat(data["modified_date"]) > datetime.fromisoformat(
         changed["modified_date"]
     )
+
+
+def test_records_deleted_after_their_page_was_sent_but_never_committed_are_announced(
+    sandbox: SandboxServer,
+    make_edges: EdgesFactory,
+    amqp_url: str,
+    redis_url: str,
+    channel_id: int,
+) -> None:
+    edges = make_edges(sandbox, page_size=40)
+    step(edges, sandbox, channel_id)
+    updated = sandbox.catalog.records(channel_id, Resource.STOCK)[3]
+    changed = sandbox.catalog.set_stock(channel_id, updated["pk"], stock=updated["stock"] + 5)
+    created = sandbox.catalog.set_stock(channel_id, updated["pk"] + 1000, stock=7)
+    # Redis goes away exactly as the page commits: the broker has both versions, the state
+    # neither (the update's stored version is the older one, the new record has none).
+    proxy = TcpProxy(6379, cut_on=b"EVALSHA")
+    state = RedisStateStore.from_url(proxy.url_for(redis_url))
+    client = AkinonClient(sandbox.url, token=SANDBOX_TOKEN, page_size=40)
+    publisher = KombuPublisher(amqp_url, confirm_timeout=5)
+    failing = Edges(client, state, publisher, redis=state.client)
+    patterns = (f"stock.changed.{channel_id}", f"stock.deleted.{channel_id}")
+    with Collector(amqp_url, *patterns) as events:
+        with pytest.raises(StateStoreError):
+            step(failing, sandbox, channel_id)
+        assert len(events.collect(2)) == 2  # the consumers hold both new versions
+        for record in (changed, created):
+            assert sandbox.catalog.delete(channel_id, Resource.STOCK, record["pk"])
+        events.clear()
+        # The failed step could not release its lock (Redis was gone): as its TTL would.
+        assert edges.redis is not None
+        edges.redis.delete(topology.lock(channel_id, Resource.STOCK))
+        summary = step(edges, sandbox, channel_id)
+        announced = {e["data"]["key"]: e for e in events.collect(2)}
+        assert len(events.settle()) == 2  # the deletions, and nothing else
+    failing.close()
+    proxy.cut()
+    assert (summary.deleted, summary.published) == (2, 2)
+    assert {e["type"] for e in announced.values()} == {"stock.deleted"}
+    # Each deletion follows the version published last, though it was never committed.
+    after_update = announced[changed["pk"]]["data"]
+    assert (after_update["sequence"], after_update["before"]["stock"]) == (3, changed["stock"])
+    after_creation = announced[created["pk"]]["data"]
+    assert (after_creation["sequence"], after_creation["before"]["stock"]) == (2, 7)
+    for record in (changed, created):
+        deleted = datetime.fromisoformat(announced[record["pk"]]["data"]["modified_date"])
+        assert deleted > datetime.fromisoformat(record["modified_date"])
+    assert edges.state.read_pending(channel_id, Resource.STOCK) == {}  # nothing left over
+    assert step(edges, sandbox, channel_id).published == 0
 
 
 def test_a_scan_that_fails_deletes_nothing(

@@ -175,6 +175,7 @@ def test_show_prints_akinon_s_record_beside_what_was_last_published(
     args = ["show", resource.value, str(key), "--channel", str(channel_id), "--json"]
     never = json_of(runner.invoke(main, args))
     assert never["published"]["state"] == "never published"
+    assert never["published"]["sent_not_committed"] is None  # no failed step sent it
 
     state = RedisStateStore.from_url(redis_url)
     edges = Edges(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
 
 from publisher import topology
-from publisher.diff import Rejection, Stored, diff_page
+from publisher.deletes import Pending, journal_entries
+from publisher.diff import Deletion, Rejection, Stored, diff_page
 from publisher.ports import StateStore
 from publisher.records import Resource
 from publisher.state import MemoryStateStore, RedisStateStore
@@ -17,6 +19,8 @@ from tests.factories import as_page, stock
 from tests.redis_servers import BACKENDS, backend_url
 
 pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["memory", *BACKENDS])
@@ -74,6 +78,21 @@ def test_rejections_are_remembered_until_the_record_is_valid_again(
     assert store.load_rejected(channel_id, Resource.STOCK, [5]) == {}
 
 
+def test_the_journal_keeps_versions_sent_until_a_commit_or_forget_of_their_key(
+    store: StateStore, channel_id: int
+) -> None:
+    sent = diff_page(as_page(Resource.STOCK, [stock(k) for k in (1, 2, 3)]), {})
+    store.write_pending(channel_id, Resource.STOCK, journal_entries(sent.changes, NOW.isoformat()))
+    pending = store.read_pending(channel_id, Resource.STOCK)
+    assert pending == {c.key: Pending(1, c.after, NOW) for c in sent.changes}
+    assert store.read_pending(channel_id, Resource.PRICE) == {}  # resources are separate
+    store.commit(channel_id, Resource.STOCK, sent.changes[:1], [])  # key 1 is stored now
+    store.forget(channel_id, Resource.STOCK, [Deletion(2, 2, sent.changes[1].after)])
+    assert sorted(store.read_pending(channel_id, Resource.STOCK)) == [3]  # sent, never stored
+    store.commit(channel_id, Resource.STOCK, sent.changes[2:], [])
+    assert store.read_pending(channel_id, Resource.STOCK) == {}
+
+
 def test_meta_merges_fields(store: StateStore, channel_id: int) -> None:
     store.write_meta(channel_id, Resource.PRICE, {"last_error": "x"})
     store.write_meta(channel_id, Resource.PRICE, {"last_success_at": "y"})
@@ -111,6 +130,7 @@ def test_redis_keys_share_one_cluster_slot_per_channel_and_resource(channel_id: 
         topology.state_bucket(channel_id, Resource.STOCK, 12345),
         topology.rejected(channel_id, Resource.STOCK),
         topology.meta(channel_id, Resource.STOCK),
+        topology.pending(channel_id, Resource.STOCK),
         topology.lock(channel_id, Resource.STOCK),
     ]
     tags = {name[name.index("{") + 1 : name.index("}")] for name in names}

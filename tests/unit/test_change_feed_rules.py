@@ -9,14 +9,17 @@ from typing import Any
 from publisher.consumer import microseconds, reload_drops
 from publisher.deletes import (
     DeleteGuard,
+    Pending,
     ReloadPart,
     Scan,
     deleted_at,
     deletions,
+    journal_entries,
     missing,
+    newest_published,
     reload_parts,
 )
-from publisher.diff import PageDiff, Rejection, Stored, StoredPage
+from publisher.diff import PageDiff, Rejection, Stored, StoredPage, diff_page
 from publisher.events import ReloadData
 from publisher.pipeline import StepSpec, StepSummary
 from publisher.plan import plan_step, step_progress
@@ -86,6 +89,51 @@ def test_a_deletion_is_dated_after_every_published_version() -> None:
     assert deleted_at(NOW, NOW - timedelta(hours=1)) == NOW
     ahead = NOW + timedelta(seconds=3)  # Akinon's clock runs ahead of ours
     assert deleted_at(NOW, ahead) > ahead
+
+
+def test_a_version_sent_but_never_committed_is_deleted_after_it() -> None:
+    # Stored at sequence 3; a failed step sent sequence 4 (never committed); another key
+    # was sent as new (sequence 1) and has no stored version at all.
+    stored = StoredPage({4: Stored(3, b'{"pk":4,"v":3}')})
+    sent = NOW - timedelta(minutes=1)
+    pending = {4: Pending(4, b'{"pk":4,"v":4}', sent), 6: Pending(1, b'{"pk":6}', sent)}
+    gone = deletions([4, 5, 6], stored, pending)
+    assert [(d.key, d.sequence, d.before) for d in gone] == [
+        (4, 5, b'{"pk":4,"v":4}'),
+        (6, 2, b'{"pk":6}'),
+    ]
+
+
+def test_a_stored_version_newer_than_a_pending_one_wins() -> None:
+    # A pending entry left by a step that lost its lock, older than what was committed since.
+    stored = StoredPage({4: Stored(5, b'{"pk":4,"v":5}')})
+    (deletion,) = deletions([4], stored, {4: Pending(4, b'{"pk":4,"v":4}', NOW)})
+    assert (deletion.sequence, deletion.before) == (6, b'{"pk":4,"v":5}')
+
+
+def test_pending_dates_count_as_published_for_the_deletion_date() -> None:
+    ahead = NOW + timedelta(seconds=3)  # sent, never committed: not in `newest_seen`
+    pending = [Pending(2, b"[1]", ahead)]
+    assert newest_published(None, []) is None
+    assert newest_published(NOW - timedelta(hours=1), pending) == ahead
+    assert newest_published(ahead + timedelta(seconds=1), pending) == ahead + timedelta(seconds=1)
+    assert deleted_at(NOW, newest_published(NOW - timedelta(hours=1), pending)) > ahead
+
+
+def test_a_page_journal_round_trips_through_its_encoding() -> None:
+    page = as_page(Resource.STOCK, [stock(1, stock=3), stock(2)])
+    diff = diff_page(page, {})
+    entries = journal_entries(diff.changes, RECENT)
+    assert sorted(entries) == [1, 2]
+    read = {key: Pending.decode(entry) for key, entry in entries.items()}
+    assert read == {
+        c.key: Pending(c.sequence, c.after, datetime.fromisoformat(RECENT)) for c in diff.changes
+    }
+    assert journal_entries([], RECENT) == {}  # a page without changes writes nothing
+
+
+def test_a_journal_date_without_an_offset_reads_as_utc() -> None:
+    assert Pending.decode(b'2|2026-05-01T12:00:00|[1,"a|b"]') == Pending(2, b'[1,"a|b"]', NOW)
 
 
 # ------------------------------------------------------------------------------------ plan
