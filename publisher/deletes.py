@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from publisher.diff import Change, Deletion, PageDiff, StoredPage
+from publisher.diff import Change, Deletion, PageDiff, Stored, StoredPage
 from publisher.pages import RecordPage
 from publisher.topology import BUCKET_SIZE
 
@@ -158,6 +158,25 @@ class Pending:
         # A date without an offset is UTC, as the watermark reads it (`publisher.plan`).
         aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
         return cls(int(sequence), canonical, aware)
+
+
+def sent_instead(
+    sent: Mapping[int, Pending], stored: StoredPage, unchanged: Iterable[int]
+) -> dict[int, Stored]:
+    """Return the versions to diff against instead of the stored ones, for unchanged records.
+
+    A record sent at a newer version that was never committed, and back at its stored
+    content since, reads as unchanged against the store; its consumers may hold the newer
+    version, so it is compared with that one and goes out again (one sequence later).
+    """
+    found = {}
+    for key in unchanged:
+        entry, current = sent.get(key), stored.current(key)
+        if entry is None or current is None or entry.sequence <= current.sequence:
+            continue
+        if entry.canonical != current.canonical:
+            found[key] = Stored(entry.sequence, entry.canonical)
+    return found
 
 
 def journal_entries(changes: Sequence[Change], newest_modified: str | None) -> dict[int, bytes]:

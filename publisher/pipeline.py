@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from publisher.deletes import (
     missing,
     newest_published,
     reload_parts,
+    sent_instead,
 )
 from publisher.diff import (
     Deletion,
@@ -239,6 +240,8 @@ def sync_step(
         return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
+    # Versions an earlier step sent and never committed (`sent_instead`).
+    sent = state.read_pending(spec.channel_id, spec.resource)
 
     def finish_sent() -> None:  # fetching the next page failed: keep what was already sent
         if in_flight is not None:
@@ -246,9 +249,8 @@ def sync_step(
 
     with closing(_finishing(_pages(spec, source), finish_sent)) as pages:
         for records in pages:
-            page = prepare_page(
-                ctx, records, state, in_flight[0] if in_flight else None, spec.max_record_bytes
-            )
+            before = in_flight[0] if in_flight else None
+            page = prepare_page(ctx, records, state, before, spec.max_record_bytes, sent)
             if scan is not None:
                 scan.add(records, page.diff)
             if _ignores_date_filter(spec, records):
@@ -517,11 +519,14 @@ def prepare_page(
     state: StateStore,
     in_flight: PreparedPage | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    sent: Mapping[int, Pending] | None = None,
 ) -> PreparedPage:
     """Load the page's stored state, diff it and encode its events (nothing is written).
 
     A `modified_date` later than the server's clock (the page's `served_at`, else ours)
-    plus a small skew is a rejection: it must never become the watermark.
+    plus a small skew is a rejection: it must never become the watermark. A record back at
+    its stored content after a newer version was sent and never committed (`sent`) is
+    compared with that version instead, so it goes out again (`sent_instead`).
     """
     channel_id, resource = ctx.channel_id, ctx.resource
     distinct = {key for key in records.keys if key is not None}
@@ -530,7 +535,14 @@ def prepare_page(
         pending = in_flight.pending_state()
         stored.overlay({k: pending[k] for k in pending.keys() & distinct})
     latest = latest_date(records.served_at, datetime.now(UTC))
-    diff = diff_page(records, stored, Limits(max_record_bytes, latest))
+    limits = Limits(max_record_bytes, latest)
+    diff = diff_page(records, stored, limits)
+    if sent:
+        settled = {c.key for c in diff.changes} | {r.key for r in diff.rejections}
+        instead = sent_instead(sent, stored, distinct - settled)
+        if instead:
+            stored.overlay(instead)
+            diff = diff_page(records, stored, limits)
     rejected_keys = [report_key(r) for r in diff.rejections]
     rejections = unreported(
         diff.rejections, state.load_rejected(channel_id, resource, rejected_keys)

@@ -166,6 +166,26 @@ def test_a_delete_after_a_published_but_uncommitted_page_reaches_the_consumer(
     play(world, Sequence(1, (Step(Resource.STOCK, redis=commit_fails), Delete(Resource.STOCK, 0))))
 
 
+def test_a_record_changed_back_after_an_uncommitted_page_reaches_the_consumer(
+    world: World,
+) -> None:
+    """Sent 7 but not committed, then back to 5 (the stored content): 5 must go out again."""
+    stock, commit_fails = Resource.STOCK, LinkFault("cut", on_command="EVALSHA")
+    play(
+        world,
+        Sequence(
+            1,
+            (
+                Change(stock, 0, 5),
+                Step(stock),
+                Change(stock, 0, 7),
+                Step(stock, redis=commit_fails),
+                Change(stock, 0, 5),
+            ),
+        ),
+    )
+
+
 def test_two_deletions_of_one_key_carry_two_ids(world: World) -> None:
     stock = Resource.STOCK
     again = (Change(stock, 3, 5), Step(stock), Delete(stock, 1), Step(stock))

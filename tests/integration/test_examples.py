@@ -231,12 +231,16 @@ def test_the_erp_connector_runs_as_a_program(
 # -------------------------------------------------------------------------- search indexer
 
 
+def memory_indexer() -> tuple[SearchIndexer, list[dict[str, Any]]]:
+    """An indexer on an in-memory database, and the list of what it pushes."""
+    pushed: list[dict[str, Any]] = []
+    return SearchIndexer(sqlite3.connect(":memory:", isolation_level=None), pushed.append), pushed
+
+
 def test_the_indexer_pushes_each_real_change_once(
     amqp_url: str, channel_id: int, subscribe: Callable[..., Subscription]
 ) -> None:
-    pushed: list[dict[str, Any]] = []
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    indexer = SearchIndexer(db, pushed.append)
+    indexer, pushed = memory_indexer()
     history = History(channel_id)
     events = [
         history.stock(1, 10),
@@ -251,7 +255,7 @@ def test_the_indexer_pushes_each_real_change_once(
     forgetful = subscribe(indexer.handle)  # the same events again, past the kit's store
     publish(amqp_url, events)
     forgetful.drain(QUIET)
-    db.close()
+    indexer.db.close()
     assert [p["id"] for p in pushed] == [f"{channel_id}-1001"] * 3 + [f"{channel_id}-1002"]
     assert pushed[2]["doc"] == {
         "channel_id": channel_id,
@@ -285,9 +289,7 @@ def test_the_search_indexer_runs_as_a_program(
 def test_the_indexer_drops_what_a_reload_no_longer_found_and_keeps_it_dropped(
     amqp_url: str, channel_id: int, subscribe: Callable[..., Subscription]
 ) -> None:
-    pushed: list[dict[str, Any]] = []
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    indexer = SearchIndexer(db, pushed.append)
+    indexer, pushed = memory_indexer()
     history = History(channel_id)
     kept, gone = history.stock(1, 10), history.stock(2, 5)
     keys = [read_key(kept), read_key(gone)]
@@ -299,7 +301,7 @@ def test_the_indexer_drops_what_a_reload_no_longer_found_and_keeps_it_dropped(
     publish(amqp_url, [kept, gone, *reloaded, gone, *reloaded])  # late copies change nothing
     subscription.drain(QUIET)
     subscription.close()
-    db.close()
+    indexer.db.close()
     # Each record indexed once, then the second dropped once: the late copies pushed nothing.
     assert [p["id"] for p in pushed] == [f"{channel_id}-1001"] + [f"{channel_id}-1002"] * 2
     assert pushed[-1]["doc"]["stock"] is None and pushed[-1]["doc"]["available"] is None

@@ -18,6 +18,7 @@ from publisher.deletes import (
     missing,
     newest_published,
     reload_parts,
+    sent_instead,
 )
 from publisher.diff import PageDiff, Rejection, Stored, StoredPage, diff_page
 from publisher.events import ReloadData
@@ -258,3 +259,15 @@ def test_a_reload_drops_only_held_records_outside_its_keys_changed_before_it_beg
     assert not reload_drops(data, 15, None)  # date unknown (a 1.0 position): kept
     assert not reload_drops(data, 4, before) and not reload_drops(data, 31, before)  # elsewhere
     assert reload_drops(reload_data([]), 10**12, before)  # no bounds: every key
+
+
+def test_a_record_back_at_its_stored_content_is_diffed_against_the_version_sent_since() -> None:
+    stored = StoredPage({1: Stored(2, b"v1"), 2: Stored(2, b"v1"), 3: Stored(4, b"v4")})
+    sent = {
+        1: Pending(3, b"v2", NOW),  # sent, never committed: consumers may hold v2
+        2: Pending(3, b"v1", NOW),  # sent with the stored content: nothing to undo
+        3: Pending(3, b"v3", NOW),  # older than the stored version: committed since
+        4: Pending(1, b"v1", NOW),  # no stored version: a diff sees it as new anyway
+    }
+    assert sent_instead(sent, stored, [1, 2, 3, 4, 5]) == {1: Stored(3, b"v2")}
+    assert sent_instead(sent, stored, [2, 3]) == {}  # only the unchanged records count
