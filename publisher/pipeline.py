@@ -17,7 +17,7 @@ believable. A complete scan that loaded an empty state (the first load, or the s
 lost) ends with reload events listing the keys it saw: the deletes the lost state could
 not tell are a consumer's to find (`publisher.events.RELOAD_RULE`).
 
-About 490 lines, over the package's 400, on purpose: the step's whole flow, the read-only
+About 580 lines, over the package's 400, on purpose: the step's whole flow, the read-only
 scan and the acknowledging drain, reads top to bottom in one module; the rules it applies
 are in pure modules of their own (`diff`, `deletes`, `plan`, `acks`).
 """
@@ -151,8 +151,10 @@ class StepSummary:
     drained_because: str | None = None
     batches_recovered: int = 0
     # A load into an empty state that read the whole list: the reload events it published
-    # (not counted in `published`, which counts record events).
+    # (not counted in `published`, which counts record events), or held back: a whole list
+    # read empty then waits for `deletes release`, like a mass disappearance.
     reload_events: int = 0
+    reload_held: bool = False
 
     def add(self, diff: PageDiff, published: int, acknowledged: int) -> StepSummary:
         """Return this summary with one more page counted."""
@@ -365,26 +367,28 @@ def _end_scan(
         return replace(summary, complete_scan=False)
     summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
     if spec.reload:
-        summary = _end_reload(ctx, publisher, scan, summary)
+        summary = _end_reload(spec, ctx, publisher, scan, summary)
     return summary
 
 
 def _end_reload(
-    ctx: EventContext, publisher: EventPublisher, scan: Scan, summary: StepSummary
+    spec: StepSpec, ctx: EventContext, publisher: EventPublisher, scan: Scan, summary: StepSummary
 ) -> StepSummary:
     """Publish the keys a load into an empty state saw: consumers drop what left meanwhile.
 
-    A load that saw no record at all says nothing: an empty answer after a state loss is
-    more likely a bad read than a channel emptied, and it would wipe every consumer's copy.
+    A load that saw no record at all would make consumers drop the whole list, and an empty
+    answer may be a bad read: it is held, as the delete guard holds a mass disappearance,
+    until an operator releases it (the list stays a reload until then).
     """
-    if not scan.masks:
-        log.warning(
-            "reload saw no record channel=%s resource=%s: no reload event published; records "
-            "deleted while the state was lost stay with consumers",
+    if not scan.masks and not spec.delete_guard.released:
+        log.error(
+            "reload held channel=%s resource=%s: the whole list read empty after the state "
+            "was lost; nothing tells consumers to drop their copy until it is released "
+            "(check the list, then `akinon-publisher deletes release`)",
             ctx.channel_id,
             ctx.resource.value,
         )
-        return summary
+        return replace(summary, reload_held=True)
     events = reload_events(ctx, ctx.observed_at, reload_parts(scan.seen()))
     publisher.confirm(publisher.send(events))
     return replace(summary, reload_events=len(events))

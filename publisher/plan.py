@@ -12,6 +12,8 @@ Per (channel, resource) the state store keeps a small meta hash; these are its f
                             (since then: complete scans only)
     deletes_held, deletes_held_at
                             vanished records the delete guard holds back, and since when
+    reload_held             `1`: a reload read the whole list empty and holds its reload
+                            events (released like held deletes)
     release_deletes         `1`: the next complete scan publishes held deletes anyway
     last_success_at, last_summary, last_error, last_error_at, tracked
 """
@@ -108,7 +110,8 @@ def step_progress(
     fields.update(_newest(reached, summary.newest_modified, meta, now))
     if not summary.incremental:
         fields["last_full_scan_at"] = started_at.isoformat()
-        fields.setdefault("loaded_at", meta.get("loaded_at") or now.isoformat())
+        if not summary.reload_held:  # a held reload stays a reload until released
+            fields.setdefault("loaded_at", meta.get("loaded_at") or now.isoformat())
     if summary.reconciled:
         fields["last_reconciled_at"] = now.isoformat()
     if summary.date_filter_ignored and not meta.get("date_filter_ignored_at"):
@@ -166,10 +169,14 @@ def safe_watermark(
 
 def _held(summary: StepSummary, meta: Mapping[str, str], now: datetime) -> dict[str, str]:
     """Return the delete guard's bookkeeping after a complete scan."""
-    if summary.deletes_held:
+    if summary.deletes_held or summary.reload_held:
         since = meta.get("deletes_held_at") or now.isoformat()
-        return {"deletes_held": str(summary.deletes_held), "deletes_held_at": since}
-    return {"deletes_held": "0", "deletes_held_at": "", "release_deletes": "0"}
+        return {
+            "deletes_held": str(summary.deletes_held),
+            "deletes_held_at": since,
+            "reload_held": "1" if summary.reload_held else "0",
+        }
+    return {"deletes_held": "0", "deletes_held_at": "", "release_deletes": "0", "reload_held": "0"}
 
 
 def _moment(text: str | None) -> datetime | None:

@@ -189,6 +189,7 @@ def _status_row(
         "last_full_scan_at": meta.get("last_full_scan_at"),
         "deletes_held": int(meta.get("deletes_held") or 0),
         "deletes_held_at": meta.get("deletes_held_at") or None,
+        "reload_held": meta.get("reload_held") == "1",
         "date_filter_ignored_at": meta.get("date_filter_ignored_at") or None,
         "lock_holder": lock_holder,
     }
@@ -212,6 +213,11 @@ def _status_text(row: dict[str, Any]) -> str:
         text += (
             f" DELETES_HELD={row['deletes_held']} since={row['deletes_held_at']}"
             " (check the list, then: akinon-publisher deletes release)"
+        )
+    if row["reload_held"]:
+        text += (
+            f" RELOAD_HELD since={row['deletes_held_at']} (the list read empty after the state"
+            " was lost; check it, then: akinon-publisher deletes release)"
         )
     if row["date_filter_ignored_at"]:
         text += " date_filter=ignored (complete scans only)"

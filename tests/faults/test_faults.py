@@ -158,6 +158,21 @@ def test_a_delete_not_yet_seen_when_the_state_is_lost_reaches_the_consumer(world
     assert world.oracle.swept == 1
 
 
+def test_a_list_emptied_while_the_state_was_lost_is_held_then_released_to_the_consumer(
+    world: World,
+) -> None:
+    """The load reads the list empty: held like a mass delete, released, then announced.
+
+    (Found by the long profile: a load that saw no record published nothing at all.)
+    """
+    play(
+        world,
+        Sequence(1, (Step(Resource.STOCK), Delete(Resource.STOCK, 0), LoseState(Resource.STOCK))),
+    )
+    assert world.counts.reloads_held == 1
+    assert world.oracle.swept == 1
+
+
 def test_a_delete_after_a_published_but_uncommitted_page_reaches_the_consumer(
     world: World,
 ) -> None:

@@ -156,6 +156,8 @@ class Counts:
     copies_seen: int = 0
     # Records a reload event (the load after a state loss) made the oracle delete.
     reload_deletes: int = 0
+    # Loads that read a whole list empty and held their reload event until released.
+    reloads_held: int = 0
 
 
 class World:
@@ -412,6 +414,12 @@ class World:
                 if summary is None or summary.skipped_because:
                     busy = True
                     time.sleep(0.2)  # a killed step's lock runs out within LOCK_TTL
+                elif summary.reload_held:  # as an operator who checked the list would
+                    self.counts.reloads_held += 1
+                    self.healthy.state.write_meta(
+                        self.channel_id, resource, {"release_deletes": "1"}
+                    )
+                    busy = True
                 elif summary.published or summary.deletes_held:
                     busy = True
             if not busy:

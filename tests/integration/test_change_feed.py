@@ -18,6 +18,7 @@ import redis
 from examples.erp_connector import ErpConnector
 from publisher import topology
 from publisher.akinon import AkinonClient
+from publisher.cli.steps import _status_row, _status_text
 from publisher.consumer import Subscription, change_patterns
 from publisher.errors import AkinonProtocolError, StateStoreError
 from publisher.pipeline import StepSpec, StepSummary
@@ -128,6 +129,37 @@ def test_a_deleted_record_is_published_once_then_forgotten(
     assert datetime.fromisoformat(data["modified_date"]) > datetime.fromisoformat(
         changed["modified_date"]
     )
+
+
+def test_a_list_read_empty_after_a_state_loss_holds_its_reload_until_released(
+    sandbox: SandboxServer,
+    make_edges: EdgesFactory,
+    amqp_url: str,
+    redis_url: str,
+    channel_id: int,
+) -> None:
+    edges = make_edges(sandbox)
+    step(edges, sandbox, channel_id)
+    for record in sandbox.catalog.records(channel_id, Resource.STOCK):
+        sandbox.catalog.delete(channel_id, Resource.STOCK, record["pk"])
+    forget_state(redis_url, channel_id)
+    with Collector(amqp_url, f"stock.reloaded.{channel_id}") as reloads:
+        held = step(edges, sandbox, channel_id)
+        assert held.reload_held and held.reload_events == 0
+        meta = edges.state.read_meta(channel_id, Resource.STOCK)
+        row = _status_row(channel_id, Resource.STOCK, meta, None)
+        assert "RELOAD_HELD" in _status_text(row) and "deletes release" in _status_text(row)
+        assert step(edges, sandbox, channel_id).reload_held  # still a reload, still held
+        assert reloads.settle() == []
+        edges.state.write_meta(channel_id, Resource.STOCK, {"release_deletes": "1"})
+        released = step(edges, sandbox, channel_id)
+        (event,) = reloads.collect(1)
+    assert (released.reload_held, released.reload_events) == (False, 1)
+    data = event["data"]
+    assert (data["keys"], data["lowest_key"], data["highest_key"]) == ([], None, None)
+    meta = edges.state.read_meta(channel_id, Resource.STOCK)
+    assert (meta["reload_held"], meta["release_deletes"]) == ("0", "0") and meta["loaded_at"]
+    assert step(edges, sandbox, channel_id).reload_events == 0  # loaded: no more reloads
 
 
 def test_records_deleted_after_their_page_was_sent_but_never_committed_are_announced(
