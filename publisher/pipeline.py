@@ -242,7 +242,8 @@ def sync_step(
         return replace(summary, duration_seconds=time.monotonic() - started)
     scan = Scan() if spec.complete else None
     in_flight: tuple[PreparedPage, int] | None = None
-    # Versions an earlier step sent and never committed (`sent_instead`).
+    # Versions an earlier step sent and never committed: read once, for the diff
+    # (`sent_instead`) and for the deletes (`_vanished`); only keys this step sees change.
     sent = state.read_pending(spec.channel_id, spec.resource)
 
     def finish_sent() -> None:  # fetching the next page failed: keep what was already sent
@@ -262,7 +263,7 @@ def sync_step(
             in_flight = (page, _send(spec, state, publisher, page))
     if in_flight is not None:
         summary = _finish(spec, state, publisher, in_flight, summary, on_page)
-    summary = _end_scan(spec, ctx, state, publisher, scan, summary)
+    summary = _end_scan(spec, ctx, state, publisher, scan, summary, sent)
     return replace(summary, duration_seconds=time.monotonic() - started)
 
 
@@ -359,13 +360,14 @@ def _end_scan(
     publisher: EventPublisher,
     scan: Scan | None,
     summary: StepSummary,
+    sent: Mapping[int, Pending],
 ) -> StepSummary:
     """Find the deletes after a complete scan; a scan cut short is no complete one."""
     if scan is None:
         return summary
     if scan.cut_short:
         return replace(summary, complete_scan=False)
-    summary = _delete_vanished(spec, ctx, state, publisher, scan, summary)
+    summary = _delete_vanished(spec, ctx, state, publisher, scan, summary, sent)
     if spec.reload:
         summary = _end_reload(spec, ctx, publisher, scan, summary)
     return summary
@@ -441,13 +443,14 @@ def _delete_vanished(
     publisher: EventPublisher,
     scan: Scan,
     summary: StepSummary,
+    sent: Mapping[int, Pending],
 ) -> StepSummary:
     """After a complete scan: publish the deletion of what vanished, then forget it."""
     channel_id, resource = spec.channel_id, spec.resource
-    found = _vanished(spec, state, scan)
+    found = _vanished(spec, state, scan, sent)
     if found is None:
         return summary
-    vanished, candidates, pending = found
+    vanished, candidates = found
     summary = replace(summary, reconciled=True)
     if spec.delete_guard.holds(len(vanished), candidates):
         log.error(
@@ -460,11 +463,11 @@ def _delete_vanished(
             candidates,
         )
         return replace(summary, deletes_held=len(vanished))
-    sent = [pending[key] for key in vanished if key in pending]
-    when = deleted_at(ctx.observed_at, newest_published(spec.newest_seen, sent))
+    journalled = [sent[key] for key in vanished if key in sent]
+    when = deleted_at(ctx.observed_at, newest_published(spec.newest_seen, journalled))
     for start in range(0, len(vanished), DELETE_BATCH):
         batch = vanished[start : start + DELETE_BATCH]
-        gone = deletions(batch, state.load(channel_id, resource, batch), pending)
+        gone = deletions(batch, state.load(channel_id, resource, batch), sent)
         _publish_deletions(ctx, state, publisher, gone, when, spec.newest_seen)
         summary = replace(
             summary, deleted=summary.deleted + len(gone), published=summary.published + len(gone)
@@ -473,19 +476,19 @@ def _delete_vanished(
 
 
 def _vanished(
-    spec: StepSpec, state: StateStore, scan: Scan
-) -> tuple[list[int], int, dict[int, Pending]] | None:
-    """Return the keys a complete scan no longer saw, how many keys could have vanished,
-    and the pending versions; None when nothing vanished (the usual case: no keys read).
+    spec: StepSpec, state: StateStore, scan: Scan, pending: Mapping[int, Pending]
+) -> tuple[list[int], int] | None:
+    """Return the keys a complete scan no longer saw and how many keys could have vanished;
+    None when nothing vanished (the usual case: no keys read).
 
     The candidates are the stored keys and the pending ones (sent by a step that failed
     before committing them: consumers may hold them). Every stored key is read when the
     tracked count disagrees with the scan, when a reconciliation is due, or when a pending
-    key was not seen.
+    key was not seen. `pending` is the journal as the step began: this step writes and
+    clears entries only of keys it saw, which cannot have vanished.
     """
     channel_id, resource = spec.channel_id, spec.resource
     tracked, present = state.tracked(channel_id, resource), scan.tracked_seen()
-    pending = state.read_pending(channel_id, resource)
     unseen = missing(list(pending), scan)
     if tracked == present and not spec.reconcile and not unseen:
         return None
@@ -493,7 +496,7 @@ def _vanished(
     if len(every_key) != tracked:  # the kept count drifted: the keys themselves are right
         state.write_meta(channel_id, resource, {"tracked": str(len(every_key))})
     candidates = sorted(set(every_key).union(pending))
-    return missing(candidates, scan), len(candidates), pending
+    return missing(candidates, scan), len(candidates)
 
 
 def _publish_deletions(
